@@ -1,0 +1,80 @@
+
+/*
+ * nginx-webhook-sse: validation of posted JSON and event building.
+ *
+ * Pure logic: no nginx types, no nginx calls, so that it can be unit-tested
+ * and fuzzed on its own.  Built with yajl.
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_SSE_JSON_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_SSE_JSON_H_INCLUDED_
+
+
+#include <stddef.h>
+
+
+#define NGX_HTTP_WEBHOOK_SSE_JSON_OK           0
+#define NGX_HTTP_WEBHOOK_SSE_JSON_INVALID     -1
+#define NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM       -2
+
+#define NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH    64
+#define NGX_HTTP_WEBHOOK_SSE_SESSION_MAX       256
+#define NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN    160
+
+
+typedef struct {
+    /* dotted path of the field naming the session; NULL: off */
+    const unsigned char  *session_path;
+    size_t                session_path_len;
+
+    /* dotted path of the required non-empty string; NULL: off */
+    const unsigned char  *message_path;
+    size_t                message_path_len;
+} ngx_http_webhook_sse_json_conf_t;
+
+
+typedef struct {
+    /*
+     * The members of the posted object, re-serialized as compact JSON
+     * without the enclosing braces ("\"a\":1,\"b\":[true]"), minus the
+     * reserved top-level keys "type", "messageId" and "timestamp".
+     * malloc()ed; may be empty (members_len == 0).
+     */
+    unsigned char        *members;
+    size_t                members_len;
+
+    /* raw (unescaped) session string, malloc()ed; NULL when absent */
+    unsigned char        *session;
+    size_t                session_len;
+
+    /* NUL-terminated reason when rejected, e.g. "invalid JSON" */
+    char                  error[NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN];
+} ngx_http_webhook_sse_json_result_t;
+
+
+/*
+ * Validates body as one JSON object and fills res.  Returns
+ * NGX_HTTP_WEBHOOK_SSE_JSON_OK, _INVALID (res->error says why) or _NOMEM.
+ * res must be released with ngx_http_webhook_sse_json_free() in all cases.
+ */
+int ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
+    const unsigned char *body, size_t len,
+    ngx_http_webhook_sse_json_result_t *res);
+
+void ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res);
+
+/* 1 when s is 1..256 bytes of valid UTF-8 without control characters */
+int ngx_http_webhook_sse_json_session_valid(const unsigned char *s,
+    size_t len);
+
+/*
+ * Writes src as the inside of a JSON string (no quotes) to dst and returns
+ * the number of bytes written; with dst == NULL only returns that number.
+ * Escapes '"', '\\', all bytes below 0x20 and 0x7f; other bytes are copied.
+ */
+size_t ngx_http_webhook_sse_json_escape(unsigned char *dst,
+    const unsigned char *src, size_t len);
+
+
+#endif /* _NGX_HTTP_WEBHOOK_SSE_JSON_H_INCLUDED_ */

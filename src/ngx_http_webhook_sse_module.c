@@ -1,0 +1,1068 @@
+
+/*
+ * nginx-webhook-sse: directives, configuration, variables and the worker
+ * life cycle.  Publish and stream handlers live in their own files.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_sse_module.h"
+
+
+#define NGX_HTTP_WEBHOOK_SSE_FIELD_MAX  128
+
+
+static ngx_int_t ngx_http_webhook_sse_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_webhook_sse_init(ngx_conf_t *cf);
+static void *ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_sse_session(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_sse_field(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_sse_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_sse_read_secret(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *secret);
+static char *ngx_http_webhook_sse_heartbeat(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle);
+static void ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_webhook_sse_replay_bounds = {
+    ngx_conf_check_num_bounds, 0, 100000
+};
+
+
+static ngx_command_t  ngx_http_webhook_sse_commands[] = {
+
+    { ngx_string("webhook_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_http_webhook_sse_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("webhook_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, publish),
+      NULL },
+
+    { ngx_string("webhook_stream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, stream),
+      NULL },
+
+    { ngx_string("webhook_session"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_session,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_session_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_field,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, session_field),
+      NULL },
+
+    { ngx_string("webhook_message_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_field,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, message_field),
+      NULL },
+
+    { ngx_string("webhook_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_heartbeat,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, heartbeat),
+      NULL },
+
+    { ngx_string("webhook_replay"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, replay),
+      &ngx_http_webhook_sse_replay_bounds },
+
+    { ngx_string("webhook_stream_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, stream_buffer),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_webhook_sse_module_ctx = {
+    ngx_http_webhook_sse_add_variables,    /* preconfiguration */
+    ngx_http_webhook_sse_init,             /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_webhook_sse_create_loc_conf,  /* create location configuration */
+    ngx_http_webhook_sse_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_webhook_sse_module = {
+    NGX_MODULE_V1,
+    &ngx_http_webhook_sse_module_ctx,      /* module context */
+    ngx_http_webhook_sse_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_webhook_sse_init_process,     /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_webhook_sse_exit_process,     /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+#define NGX_HTTP_WEBHOOK_SSE_VAR_MESSAGE_ID  0
+#define NGX_HTTP_WEBHOOK_SSE_VAR_SESSION     1
+
+
+static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
+
+    { ngx_string("webhook_message_id"), NULL,
+      ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_MESSAGE_ID,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_session"), NULL,
+      ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_SESSION,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_webhook_sse_default_session =
+    ngx_string("$arg_sessionId");
+
+
+static ngx_int_t
+ngx_http_webhook_sse_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_webhook_sse_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* every zone named by webhook_publish or webhook_stream must be defined */
+
+static ngx_int_t
+ngx_http_webhook_sse_init(ngx_conf_t *cf)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    part = &cf->cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_webhook_sse_module
+            && shm_zone[i].data == NULL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown webhook zone \"%V\": no webhook_zone "
+                               "defines it", &shm_zone[i].shm.name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_webhook_sse_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_webhook_sse_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->publish = NULL;
+     *     conf->stream = NULL;
+     *     conf->session_field = { 0, NULL };
+     *     conf->message_field = { 0, NULL };
+     *     conf->session_from_args = 0;
+     */
+
+    conf->session = NGX_CONF_UNSET_PTR;
+    conf->secret = NGX_CONF_UNSET_PTR;
+    conf->heartbeat = NGX_CONF_UNSET_MSEC;
+    conf->replay = NGX_CONF_UNSET_UINT;
+    conf->stream_buffer = NGX_CONF_UNSET_SIZE;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_webhook_sse_loc_conf_t *prev = parent;
+    ngx_http_webhook_sse_loc_conf_t *conf = child;
+
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (conf->session == NGX_CONF_UNSET_PTR
+        && prev->session != NGX_CONF_UNSET_PTR && prev->session != NULL)
+    {
+        conf->session = prev->session;
+        conf->session_from_args = prev->session_from_args;
+    }
+
+    if (conf->session == NGX_CONF_UNSET_PTR && conf->stream) {
+        conf->session = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (conf->session == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &ngx_http_webhook_sse_default_session;
+        ccv.complex_value = conf->session;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        conf->session_from_args = 1;
+    }
+
+    ngx_conf_merge_ptr_value(conf->session, prev->session, NULL);
+    ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
+
+    if (conf->session_field.data == NULL) {
+        conf->session_field = prev->session_field;
+    }
+
+    if (conf->session_field.data == NULL) {
+        ngx_str_set(&conf->session_field, "sessionId");
+    }
+
+    conf->session_key = conf->session_field;
+
+    if (conf->session_key.len == 0) {
+        ngx_str_set(&conf->session_key, "sessionId");
+    }
+
+    if (conf->message_field.data == NULL) {
+        conf->message_field = prev->message_field;
+    }
+
+    if (conf->message_field.data == NULL) {
+        ngx_str_set(&conf->message_field, "message");
+    }
+
+    ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 30000);
+    ngx_conf_merge_uint_value(conf->replay, prev->replay, 5);
+    ngx_conf_merge_size_value(conf->stream_buffer, prev->stream_buffer,
+                              256 * 1024);
+
+    return NGX_CONF_OK;
+}
+
+
+/* webhook_zone zone=NAME:SIZE [history=N] [ttl=TIME] */
+
+static char *
+ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char                       *p;
+    ssize_t                       size;
+    ngx_str_t                    *value, name, s;
+    ngx_int_t                     history;
+    ngx_msec_t                    ttl;
+    ngx_uint_t                    i;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_http_webhook_sse_zone_t  *zone;
+
+    value = cf->args->elts;
+
+    size = 0;
+    name.len = 0;
+    history = 100;
+    ttl = 3600 * 1000;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+
+            if (p == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            name.len = p - name.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (size < (ssize_t) (64 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small: at least %uzk",
+                                   &value[i], 64 * ngx_pagesize / 1024);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "history=", 8) == 0) {
+
+            history = ngx_atoi(value[i].data + 8, value[i].len - 8);
+
+            if (history <= 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid history \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+
+            ttl = ngx_parse_time(&s, 0);
+
+            if (ttl == (ngx_msec_t) NGX_ERROR || ttl == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid ttl \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone=NAME:SIZE\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_webhook_sse_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->history = history;
+    zone->ttl = ttl;
+    zone->slot = -1;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_webhook_sse_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate webhook zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    zone->shm_zone = shm_zone;
+
+    shm_zone->init = ngx_http_webhook_sse_store_init_zone;
+    shm_zone->data = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* webhook_publish NAME, webhook_stream NAME */
+
+static char *
+ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t                 *value;
+    ngx_shm_zone_t           **field;
+    ngx_http_webhook_sse_loc_conf_t  *wlcf = conf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    field = (ngx_shm_zone_t **) (p + cmd->offset);
+
+    if (wlcf->publish || wlcf->stream) {
+        return "is duplicate: a location either publishes or streams";
+    }
+
+    value = cf->args->elts;
+
+    *field = ngx_shared_memory_add(cf, &value[1], 0,
+                                   &ngx_http_webhook_sse_module);
+    if (*field == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    clcf->handler = (field == &wlcf->publish)
+                    ? ngx_http_webhook_sse_publish_handler
+                    : ngx_http_webhook_sse_stream_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_webhook_sse_session(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (wlcf->session != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    wlcf->session = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (wlcf->session == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = wlcf->session;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* query arguments arrive percent-encoded: decode them, nothing else */
+    wlcf->session_from_args = (value[1].len > 5
+                               && ngx_strncmp(value[1].data, "$arg_", 5) == 0);
+
+    return NGX_CONF_OK;
+}
+
+
+/* webhook_session_field NAME|off, webhook_message_field NAME|off */
+
+static char *
+ngx_http_webhook_sse_field(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t   *field, *value;
+    ngx_uint_t   i;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        field->len = 0;
+        field->data = (u_char *) "";
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_WEBHOOK_SSE_FIELD_MAX
+        || value[1].data[0] == '.' || value[1].data[value[1].len - 1] == '.')
+    {
+        goto invalid;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] < 0x20 || value[1].data[i] == 0x7f
+            || value[1].data[i] == '"' || value[1].data[i] == '\\'
+            || (value[1].data[i] == '.' && value[1].data[i + 1] == '.'))
+        {
+            goto invalid;
+        }
+    }
+
+    *field = value[1];
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid field name \"%V\": a JSON key or dotted path "
+                       "of up to %d characters", &value[1],
+                       NGX_HTTP_WEBHOOK_SSE_FIELD_MAX);
+    return NGX_CONF_ERROR;
+}
+
+
+/* webhook_secret TEXT | env=NAME | file=PATH */
+
+static char *
+ngx_http_webhook_sse_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
+
+    char                              *rv;
+    ngx_str_t                         *value, secret;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (wlcf->secret != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    wlcf->secret = ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (wlcf->secret == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strncmp(value[1].data, "env=", 4) == 0
+        || ngx_strncmp(value[1].data, "file=", 5) == 0)
+    {
+        rv = ngx_http_webhook_sse_read_secret(cf, &value[1], &secret);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        /* a constant: not compiled, so '$' in it stays a plain '$' */
+        wlcf->secret->value = secret;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0) {
+        return "must not be empty";
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = wlcf->secret;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Secrets from the environment or a file are read when the configuration
+ * is loaded (by the master, which has the full environment and may read
+ * files the workers cannot): workers keep only the value.
+ */
+
+static char *
+ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *secret)
+{
+    u_char           *p, *env;
+    size_t            len;
+    ssize_t           n;
+    ngx_str_t         path;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (name->data[0] == 'e') {
+        env = (u_char *) getenv((char *) name->data + 4);
+
+        if (env == NULL || *env == '\0') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "webhook_secret: environment variable \"%s\" "
+                               "is not set or empty", name->data + 4);
+            return NGX_CONF_ERROR;
+        }
+
+        secret->len = ngx_strlen(env);
+        secret->data = ngx_pstrdup(cf->pool, &(ngx_str_t) { secret->len, env });
+
+        return (secret->data == NULL) ? NGX_CONF_ERROR : NGX_CONF_OK;
+    }
+
+    path.data = name->data + 5;
+    path.len = name->len - 5;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = path;
+    file.log = cf->log;
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "webhook_secret: " ngx_open_file_n " \"%s\" failed",
+                           path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "webhook_secret: \"%s\" is not a small file",
+                           path.data);
+        goto failed;
+    }
+
+    len = (size_t) ngx_file_size(&fi);
+
+    p = ngx_pnalloc(cf->pool, len + 1);
+    if (p == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, p, len, 0);
+
+    if (n != (ssize_t) len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "webhook_secret: cannot read \"%s\"", path.data);
+        goto failed;
+    }
+
+    /* the first line is the secret */
+    for (n = 0; n < (ssize_t) len && p[n] != LF && p[n] != CR; n++) {
+        /* void */
+    }
+
+    ngx_close_file(file.fd);
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "webhook_secret: \"%s\" is empty", path.data);
+        return NGX_CONF_ERROR;
+    }
+
+    secret->data = p;
+    secret->len = n;
+
+    return NGX_CONF_OK;
+
+failed:
+
+    ngx_close_file(file.fd);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_webhook_sse_heartbeat(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t  *msp;
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *msp = 0;
+        return NGX_CONF_OK;
+    }
+
+    *msp = ngx_parse_time(&value[1], 0);
+
+    if (*msp == (ngx_msec_t) NGX_ERROR || *msp == 0) {
+        return "invalid value";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_webhook_sse_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_sse_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == NGX_HTTP_WEBHOOK_SSE_VAR_MESSAGE_ID) {
+        if (ctx->message_id_len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ctx->message_id;
+        v->len = ctx->message_id_len;
+
+    } else {
+        v->data = ctx->session.data;
+        v->len = ctx->session.len;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The session a request names through webhook_session; empty when none.
+ * NGX_DECLINED: the value is not a valid session id.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session)
+{
+    u_char  *dst, *src;
+
+    session->len = 0;
+    session->data = NULL;
+
+    if (wlcf->session == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, wlcf->session, session) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (session->len == 0) {
+        return NGX_OK;
+    }
+
+    if (wlcf->session_from_args
+        && ngx_strlchr(session->data, session->data + session->len, '%'))
+    {
+        dst = ngx_pnalloc(r->pool, session->len);
+        if (dst == NULL) {
+            return NGX_ERROR;
+        }
+
+        src = session->data;
+        session->data = dst;
+
+        ngx_unescape_uri(&dst, &src, session->len, 0);
+
+        session->len = dst - session->data;
+    }
+
+    if (!ngx_http_webhook_sse_json_session_valid(session->data,
+                                                 session->len))
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an answer before the body was read: the body is discarded */
+
+ngx_int_t
+ngx_http_webhook_sse_reject(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_webhook_sse_send_error(r, status, error);
+}
+
+
+ngx_table_elt_t *
+ngx_http_webhook_sse_find_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error)
+{
+    u_char  *body, *p;
+    size_t   len;
+
+    static u_char  head[] = "{\"success\":false,\"error\":\"";
+
+    len = ngx_strlen(error);
+
+    body = ngx_pnalloc(r->pool, sizeof(head) - 1 + len * 6 + 3);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(body, head, sizeof(head) - 1);
+    p += ngx_http_webhook_sse_json_escape(p, (u_char *) error, len);
+    *p++ = '"';
+    *p++ = '}';
+    *p++ = LF;
+
+    return ngx_http_webhook_sse_send_json(r, status, body, p - body);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                    i;
+    ngx_list_part_t              *part;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_http_webhook_sse_zone_t  *zone;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
+            continue;
+        }
+
+        zone = shm_zone[i].data;
+        zone->log = cycle->log;
+
+        ngx_rbtree_init(&zone->lchannels, &zone->lsentinel,
+                        ngx_rbtree_insert_value);
+        ngx_queue_init(&zone->streams);
+        ngx_queue_init(&zone->touched);
+
+        /*
+         * A worker that cannot take part in streaming still serves
+         * publishes: failures are logged, not fatal.
+         */
+
+        if (ngx_http_webhook_sse_store_claim_slot(zone) != NGX_OK) {
+            continue;
+        }
+
+        if (ngx_http_webhook_sse_notify_init(cycle, zone) != NGX_OK) {
+            ngx_http_webhook_sse_store_free_slot(zone);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                    i;
+    ngx_list_part_t              *part;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_http_webhook_sse_zone_t  *zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
+            continue;
+        }
+
+        zone = shm_zone[i].data;
+
+        ngx_http_webhook_sse_notify_exit(zone);
+        ngx_http_webhook_sse_store_free_slot(zone);
+    }
+}

@@ -1,0 +1,134 @@
+
+/*
+ * nginx-webhook-sse: types shared by the module's files.
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_SSE_MODULE_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_SSE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_sse_json.h"
+#include "ngx_http_webhook_sse_store.h"
+
+
+/* "<epoch>-<seq>": two 64-bit decimals and a dash */
+#define NGX_HTTP_WEBHOOK_SSE_ID_LEN  (2 * NGX_INT64_LEN + 1)
+
+
+typedef struct {
+    ngx_shm_zone_t              *publish;
+    ngx_shm_zone_t              *stream;
+
+    ngx_http_complex_value_t    *session;
+    ngx_http_complex_value_t    *secret;
+
+    /* empty string: off */
+    ngx_str_t                    session_field;
+    ngx_str_t                    message_field;
+
+    /* the key naming the session in events: the field, else "sessionId" */
+    ngx_str_t                    session_key;
+
+    ngx_msec_t                   heartbeat;
+    ngx_uint_t                   replay;
+    size_t                       stream_buffer;
+
+    /* webhook_session's value comes from the query string */
+    unsigned                     session_from_args:1;
+} ngx_http_webhook_sse_loc_conf_t;
+
+
+typedef struct ngx_http_webhook_sse_lchannel_s  ngx_http_webhook_sse_lchannel_t;
+typedef struct ngx_http_webhook_sse_event_s  ngx_http_webhook_sse_event_t;
+
+
+/* one formatted SSE event in worker memory, shared by the streams */
+struct ngx_http_webhook_sse_event_s {
+    ngx_http_webhook_sse_event_t  *next;
+    ngx_uint_t                     refs;
+    uint64_t                       seq;
+    ngx_http_webhook_sse_lchannel_t  *channel;
+    size_t                         len;
+    u_char                         data[1];
+};
+
+
+typedef struct ngx_http_webhook_sse_out_s  ngx_http_webhook_sse_out_t;
+
+/* a stream's view of an event (or of a static text) on its way out */
+struct ngx_http_webhook_sse_out_s {
+    ngx_buf_t                      buf;
+    ngx_chain_t                    cl;
+    ngx_http_webhook_sse_event_t  *event;
+    ngx_http_webhook_sse_out_t    *next;
+};
+
+
+/* per request: publish and stream */
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_http_webhook_sse_zone_t *zone;
+
+    ngx_str_t                    session;
+    u_char                       message_id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
+    size_t                       message_id_len;
+
+    /* streams only */
+    ngx_http_webhook_sse_lchannel_t  *channel;
+    ngx_queue_t                  channel_link;
+    ngx_queue_t                  zone_link;
+    ngx_queue_t                  touched_link;
+    uint64_t                     cursor;
+    ngx_event_t                  heartbeat;
+
+    /* appended, not yet handed to the output filters */
+    ngx_http_webhook_sse_out_t  *queued;
+    ngx_http_webhook_sse_out_t **queued_last;
+
+    /* handed to the output filters, not yet sent */
+    ngx_http_webhook_sse_out_t  *busy;
+    ngx_http_webhook_sse_out_t **busy_last;
+    size_t                       pending;
+
+    unsigned                     subscribed:1;
+    unsigned                     touched:1;
+    unsigned                     ending:1;
+    unsigned                     failed:1;
+} ngx_http_webhook_sse_ctx_t;
+
+
+extern ngx_module_t  ngx_http_webhook_sse_module;
+
+
+ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_webhook_sse_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_webhook_sse_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error);
+ngx_int_t ngx_http_webhook_sse_reject(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error);
+ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
+    ngx_str_t *name);
+ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
+
+/* cross-worker doorbells (ngx_http_webhook_sse_notify.c) */
+ngx_int_t ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_sse_zone_t *zone);
+void ngx_http_webhook_sse_notify_ring(ngx_http_webhook_sse_zone_t *zone,
+    ngx_pid_t pid);
+void ngx_http_webhook_sse_notify_exit(ngx_http_webhook_sse_zone_t *zone);
+
+/* delivery to local streams (ngx_http_webhook_sse_stream.c) */
+void ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone);
+void ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone);
+
+
+#endif /* _NGX_HTTP_WEBHOOK_SSE_MODULE_H_INCLUDED_ */

@@ -1,0 +1,433 @@
+
+/*
+ * nginx-webhook-sse: POST publishes a message, GET/HEAD reports health.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_sse_module.h"
+
+
+static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
+    ngx_http_webhook_sse_zone_t *zone);
+static ngx_int_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf);
+static ngx_uint_t ngx_http_webhook_sse_is_json(ngx_http_request_t *r);
+static void ngx_http_webhook_sse_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_sse_publish(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_sse_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_webhook_sse_store(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    ngx_str_t *extra, ngx_str_t *members);
+
+
+static ngx_str_t  ngx_http_webhook_sse_secret_header =
+    ngx_string("X-Webhook-Secret");
+
+
+ngx_int_t
+ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_table_elt_t                  *allow;
+    ngx_http_webhook_sse_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        return ngx_http_webhook_sse_health(r, wlcf->publish->data);
+    }
+
+    if (!(r->method & NGX_HTTP_POST)) {
+        allow = ngx_list_push(&r->headers_out.headers);
+        if (allow == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        allow->hash = 1;
+        ngx_str_set(&allow->key, "Allow");
+        ngx_str_set(&allow->value, "GET, HEAD, POST");
+
+        return ngx_http_webhook_sse_reject(r, NGX_HTTP_NOT_ALLOWED,
+                                           "method not allowed: use POST "
+                                           "to publish");
+    }
+
+    rc = ngx_http_webhook_sse_check_secret(r, wlcf);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!ngx_http_webhook_sse_is_json(r)) {
+        return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "Content-Type must be "
+                                           "application/json");
+    }
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_webhook_sse_body_handler);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        /* the rest of the body is still coming: answer, then close */
+        r->keepalive = 0;
+        r->lingering_close = 1;
+
+        return ngx_http_webhook_sse_send_error(r, rc,
+                                               "request body is larger than "
+                                               "client_max_body_size");
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_health(ngx_http_request_t *r,
+    ngx_http_webhook_sse_zone_t *zone)
+{
+    u_char     *body, *p;
+    ngx_int_t   rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    body = ngx_pnalloc(r->pool, sizeof("{\"status\":\"ok\","
+                                       "\"activeConnections\":}\n")
+                                + NGX_INT_T_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"status\":\"ok\",\"activeConnections\":%ui}\n",
+                    ngx_http_webhook_sse_store_streams(zone));
+
+    return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/* constant-time in the secret's content; the length only sets the pace */
+
+static ngx_int_t
+ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf)
+{
+    size_t             i;
+    ngx_str_t          secret;
+    ngx_uint_t         diff;
+    ngx_table_elt_t   *h;
+
+    if (wlcf->secret == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, wlcf->secret, &secret) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (secret.len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook_secret evaluated to an empty string, "
+                      "refusing the publish");
+        return ngx_http_webhook_sse_reject(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "webhook secret is not "
+                                           "configured correctly");
+    }
+
+    h = ngx_http_webhook_sse_find_header(r,
+                                         &ngx_http_webhook_sse_secret_header);
+
+    if (h == NULL) {
+        return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNAUTHORIZED,
+                                           "missing X-Webhook-Secret header");
+    }
+
+    diff = (h->value.len != secret.len);
+
+    for (i = 0; i < secret.len; i++) {
+        diff |= secret.data[i] ^ (i < h->value.len ? h->value.data[i] : 0);
+    }
+
+    if (diff) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "webhook publish with a wrong X-Webhook-Secret");
+        return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNAUTHORIZED,
+                                           "invalid webhook secret");
+    }
+
+    return NGX_OK;
+}
+
+
+/* application/json or any application/...+json, parameters allowed */
+
+static ngx_uint_t
+ngx_http_webhook_sse_is_json(ngx_http_request_t *r)
+{
+    u_char  *p, *last, *end;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.content_type->value.data;
+    last = p + r->headers_in.content_type->value.len;
+
+    for (end = p; end < last && *end != ';' && *end != ' '; end++) {
+        /* void */
+    }
+
+    if (end - p < 16 || ngx_strncasecmp(p, (u_char *) "application/", 12)) {
+        return 0;
+    }
+
+    return ngx_strncasecmp(end - 4, (u_char *) "json", 4) == 0
+           && (end - p == 16 || *(end - 5) == '+');
+}
+
+
+static void
+ngx_http_webhook_sse_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_http_webhook_sse_publish(r));
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_publish(ngx_http_request_t *r)
+{
+    u_char                              *p;
+    ngx_int_t                            rc;
+    ngx_str_t                            body, session, extra, members;
+    ngx_str_t                           *field;
+    ngx_http_webhook_sse_loc_conf_t     *wlcf;
+    ngx_http_webhook_sse_json_conf_t     jconf;
+    ngx_http_webhook_sse_json_result_t   res;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
+
+    rc = ngx_http_webhook_sse_read_body(r, &body);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (body.len == 0) {
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "request body is empty");
+    }
+
+    rc = ngx_http_webhook_sse_get_session(r, wlcf, &session);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "the session must be 1 to 256 "
+                                               "bytes without control "
+                                               "characters");
+    }
+
+    jconf.session_path = wlcf->session_field.len ? wlcf->session_field.data
+                                                 : NULL;
+    jconf.session_path_len = wlcf->session_field.len;
+    jconf.message_path = wlcf->message_field.len ? wlcf->message_field.data
+                                                 : NULL;
+    jconf.message_path_len = wlcf->message_field.len;
+
+    rc = ngx_http_webhook_sse_json_parse(&jconf, body.data, body.len, &res);
+
+    if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
+        ngx_http_webhook_sse_json_free(&res);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_HTTP_WEBHOOK_SSE_JSON_OK) {
+        rc = ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             res.error);
+        ngx_http_webhook_sse_json_free(&res);
+        return rc;
+    }
+
+    extra.len = 0;
+    extra.data = NULL;
+
+    if (session.len && res.session == NULL) {
+
+        /* the session came from the URL: the event names it too */
+
+        field = &wlcf->session_key;
+
+        p = ngx_pnalloc(r->pool, field->len * 6 + session.len * 6 + 5);
+        if (p == NULL) {
+            ngx_http_webhook_sse_json_free(&res);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        extra.data = p;
+
+        *p++ = '"';
+        p += ngx_http_webhook_sse_json_escape(p, field->data, field->len);
+        *p++ = '"';
+        *p++ = ':';
+        *p++ = '"';
+        p += ngx_http_webhook_sse_json_escape(p, session.data, session.len);
+        *p++ = '"';
+
+        extra.len = p - extra.data;
+
+    } else if (session.len == 0 && res.session) {
+        session.len = res.session_len;
+        session.data = ngx_pnalloc(r->pool, session.len);
+
+        if (session.data == NULL) {
+            ngx_http_webhook_sse_json_free(&res);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(session.data, res.session, session.len);
+    }
+
+    members.data = res.members;
+    members.len = res.members_len;
+
+    rc = ngx_http_webhook_sse_store(r, wlcf, &session, &extra, &members);
+
+    ngx_http_webhook_sse_json_free(&res);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    off_t         len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "webhook publish: cannot read the request body "
+                              "from \"%V\"", &b->file->name);
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_store(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    ngx_str_t *extra, ngx_str_t *members)
+{
+    u_char                         *body, *p;
+    ngx_int_t                       rc;
+    ngx_pid_t                       wake[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+    ngx_uint_t                      i, nwake;
+    ngx_http_webhook_sse_ctx_t     *ctx;
+    ngx_http_webhook_sse_zone_t    *zone;
+    ngx_http_webhook_sse_stored_t   stored;
+
+    zone = wlcf->publish->data;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_webhook_sse_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->zone = zone;
+    ctx->session = *session;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
+
+    rc = ngx_http_webhook_sse_store_publish(zone, session, extra, members,
+                                            &stored, wake, &nwake);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "webhook zone \"%V\" cannot store a message of %uz "
+                      "bytes", &zone->shm_zone->shm.name, members->len);
+
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the webhook zone cannot "
+                                               "store the message");
+    }
+
+    for (i = 0; i < nwake; i++) {
+        ngx_http_webhook_sse_notify_ring(zone, wake[i]);
+    }
+
+    ctx->message_id_len = ngx_http_webhook_sse_format_id(ctx->message_id,
+                                                         zone->sh->epoch,
+                                                         stored.seq);
+
+    body = ngx_pnalloc(r->pool, sizeof("{\"success\":true,\"messageId\":\"\","
+                                       "\"timestamp\":}\n")
+                                + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+                                + NGX_INT64_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"success\":true,\"messageId\":\"%*s\","
+                    "\"timestamp\":%L}\n",
+                    ctx->message_id_len, ctx->message_id, stored.time);
+
+    return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
+}

@@ -1,0 +1,157 @@
+
+/*
+ * nginx-webhook-sse: the shared zone.
+ *
+ * Slab-allocated; an rbtree of session channels keyed by the session id,
+ * each with its bounded history; one broadcast channel; all messages also
+ * in one zone-wide queue in publish order (for TTL expiry and eviction of
+ * the oldest).  Shared memory holds no pointer to process-local memory.
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_SSE_STORE_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_SSE_STORE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/* worker processes of all live generations that may subscribe at once */
+#define NGX_HTTP_WEBHOOK_SSE_SLOTS       128
+#define NGX_HTTP_WEBHOOK_SSE_MASK_WORDS  (NGX_HTTP_WEBHOOK_SSE_SLOTS / 64)
+
+/* pending channel notices per worker before it rescans all its channels */
+#define NGX_HTTP_WEBHOOK_SSE_RING        256
+
+#define NGX_HTTP_WEBHOOK_SSE_BROADCAST   0
+
+
+typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
+
+
+typedef struct {
+    ngx_queue_t                      channel_queue;
+    ngx_queue_t                      zone_queue;
+    ngx_http_webhook_sse_channel_t  *channel;
+    uint64_t                         seq;
+    int64_t                          time;
+    size_t                           len;
+    u_char                           data[1];
+} ngx_http_webhook_sse_msg_t;
+
+
+struct ngx_http_webhook_sse_channel_s {
+    ngx_rbtree_node_t                node;
+    ngx_queue_t                      lru;
+    ngx_queue_t                      messages;
+    uint64_t                         id;
+    uint64_t                         subscribers[NGX_HTTP_WEBHOOK_SSE_MASK_WORDS];
+    ngx_uint_t                       count;
+    size_t                           len;
+    u_char                           key[1];
+};
+
+
+typedef struct {
+    ngx_pid_t                        pid;
+    ngx_uint_t                       streams;
+    ngx_uint_t                       armed;
+    ngx_uint_t                       overflow;
+    ngx_uint_t                       nring;
+    uint64_t                         ring[NGX_HTTP_WEBHOOK_SSE_RING];
+} ngx_http_webhook_sse_slot_t;
+
+
+typedef struct {
+    ngx_rbtree_t                     rbtree;
+    ngx_rbtree_node_t                sentinel;
+    ngx_queue_t                      lru;
+    ngx_queue_t                      messages;
+    ngx_http_webhook_sse_channel_t   broadcast;
+
+    uint64_t                         epoch;
+    uint64_t                         nonce;
+    uint64_t                         last_seq;
+    uint64_t                         next_channel_id;
+
+    ngx_uint_t                       channels;
+    ngx_uint_t                       retained;
+    ngx_uint_t                       published;
+    ngx_uint_t                       evicted;
+    ngx_uint_t                       expired;
+
+    ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+} ngx_http_webhook_sse_shctx_t;
+
+
+/* process-local view of a zone, one per configuration cycle */
+typedef struct {
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_slab_pool_t                 *shpool;
+    ngx_shm_zone_t                  *shm_zone;
+    ngx_uint_t                       history;
+    ngx_msec_t                       ttl;
+
+    /* worker state */
+    ngx_int_t                        slot;
+    ngx_connection_t                *doorbell;
+    ngx_rbtree_t                     lchannels;
+    ngx_rbtree_node_t                lsentinel;
+    void                            *broadcast;
+    ngx_queue_t                      streams;
+    ngx_uint_t                       nstreams;
+    void                            *free;
+    ngx_uint_t                       nfree;
+    ngx_queue_t                      touched;
+    ngx_log_t                       *log;
+} ngx_http_webhook_sse_zone_t;
+
+
+typedef struct {
+    uint64_t                         seq;
+    int64_t                          time;
+} ngx_http_webhook_sse_stored_t;
+
+
+ngx_int_t ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+void ngx_http_webhook_sse_store_lock(ngx_http_webhook_sse_zone_t *zone);
+void ngx_http_webhook_sse_store_unlock(ngx_http_webhook_sse_zone_t *zone);
+
+ngx_http_webhook_sse_channel_t *ngx_http_webhook_sse_store_find(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_uint_t create);
+
+ngx_int_t ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_str_t *extra, ngx_str_t *members,
+    ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake,
+    ngx_uint_t *nwake);
+
+void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
+    int64_t now);
+void ngx_http_webhook_sse_store_release(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel);
+
+ngx_int_t ngx_http_webhook_sse_store_claim_slot(
+    ngx_http_webhook_sse_zone_t *zone);
+void ngx_http_webhook_sse_store_free_slot(ngx_http_webhook_sse_zone_t *zone);
+ngx_uint_t ngx_http_webhook_sse_store_streams(
+    ngx_http_webhook_sse_zone_t *zone);
+
+size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
+    uint64_t seq);
+uint64_t ngx_http_webhook_sse_parse_id(ngx_http_webhook_sse_zone_t *zone,
+    u_char *p, size_t len);
+int64_t ngx_http_webhook_sse_now(void);
+
+
+#define ngx_http_webhook_sse_mask_set(m, s)                                   \
+    ((m)[(s) / 64] |= ((uint64_t) 1 << ((s) % 64)))
+#define ngx_http_webhook_sse_mask_clear(m, s)                                 \
+    ((m)[(s) / 64] &= ~((uint64_t) 1 << ((s) % 64)))
+#define ngx_http_webhook_sse_mask_test(m, s)                                  \
+    ((m)[(s) / 64] & ((uint64_t) 1 << ((s) % 64)))
+
+
+#endif /* _NGX_HTTP_WEBHOOK_SSE_STORE_H_INCLUDED_ */
