@@ -15,6 +15,9 @@
 
 #define NGX_HTTP_WEBHOOK_SSE_LRU_SCAN  64
 
+/* messages a channel may hold past its history for lagging workers */
+#define NGX_HTTP_WEBHOOK_SSE_LAG_MAX   4096
+
 
 static void ngx_http_webhook_sse_store_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -29,7 +32,7 @@ static void ngx_http_webhook_sse_store_free_channel(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
 static ngx_uint_t ngx_http_webhook_sse_store_idle(
     ngx_http_webhook_sse_channel_t *channel);
-static void ngx_http_webhook_sse_store_notify(
+static ngx_uint_t ngx_http_webhook_sse_store_notify(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
     ngx_pid_t *wake, ngx_uint_t *nwake);
 static void ngx_http_webhook_sse_store_clear_slot(
@@ -239,7 +242,8 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     u_char                          *p, id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
     size_t                           id_len;
     int64_t                          now;
-    ngx_http_webhook_sse_msg_t      *msg;
+    ngx_queue_t                     *q;
+    ngx_http_webhook_sse_msg_t      *msg, *oldest;
     ngx_http_webhook_sse_shctx_t    *sh;
     ngx_http_webhook_sse_channel_t  *channel;
 
@@ -311,14 +315,28 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     sh->retained++;
     sh->published++;
 
-    while (channel->count > zone->history) {
-        ngx_http_webhook_sse_store_free_msg(zone,
-            ngx_queue_data(ngx_queue_head(&channel->messages),
-                           ngx_http_webhook_sse_msg_t, channel_queue),
-            channel);
-    }
+    msg->pending = ngx_http_webhook_sse_store_notify(zone, channel, wake,
+                                                     nwake);
 
-    ngx_http_webhook_sse_store_notify(zone, channel, wake, nwake);
+    /*
+     * The history bound waits for workers that have not fetched the oldest
+     * messages yet, up to a hard limit: a lagging worker must not lose
+     * what it was told about.
+     */
+
+    while (channel->count > zone->history) {
+        q = ngx_queue_head(&channel->messages);
+        oldest = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
+
+        if (oldest->pending
+            && channel->count <= zone->history * 2
+                                 + NGX_HTTP_WEBHOOK_SSE_LAG_MAX)
+        {
+            break;
+        }
+
+        ngx_http_webhook_sse_store_free_msg(zone, oldest, channel);
+    }
 
     ngx_http_webhook_sse_store_unlock(zone);
 
@@ -331,17 +349,20 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
 /*
  * Queue the channel's id on the ring of every worker that has streams on
- * it; a worker whose ring was idle needs its doorbell rung.
+ * it; a worker whose ring was idle needs its doorbell rung.  Returns the
+ * number of workers told.
  */
 
-static void
+static ngx_uint_t
 ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_channel_t *channel, ngx_pid_t *wake,
     ngx_uint_t *nwake)
 {
     uint64_t                      bits;
-    ngx_uint_t                    w, s;
+    ngx_uint_t                    w, s, n;
     ngx_http_webhook_sse_slot_t  *slot;
+
+    n = 0;
 
     for (w = 0; w < NGX_HTTP_WEBHOOK_SSE_MASK_WORDS; w++) {
 
@@ -356,6 +377,8 @@ ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
                 continue;
             }
 
+            n++;
+
             if (slot->nring == NGX_HTTP_WEBHOOK_SSE_RING) {
                 slot->overflow = 1;
 
@@ -369,6 +392,37 @@ ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
                 slot->armed = 1;
                 wake[(*nwake)++] = slot->pid;
             }
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * A worker stopped following a channel: it will not fetch the messages
+ * after "after" that counted on it.
+ */
+
+void
+ngx_http_webhook_sse_store_unpin(ngx_http_webhook_sse_channel_t *channel,
+    uint64_t after)
+{
+    ngx_queue_t                 *q;
+    ngx_http_webhook_sse_msg_t  *msg;
+
+    for (q = ngx_queue_last(&channel->messages);
+         q != ngx_queue_sentinel(&channel->messages);
+         q = ngx_queue_prev(q))
+    {
+        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
+
+        if (msg->seq <= after) {
+            break;
+        }
+
+        if (msg->pending) {
+            msg->pending--;
         }
     }
 }

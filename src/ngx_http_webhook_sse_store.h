@@ -36,6 +36,8 @@ typedef struct {
     ngx_http_webhook_sse_channel_t  *channel;
     uint64_t                         seq;
     int64_t                          time;
+    /* workers that subscribed when it was published and have not fetched */
+    ngx_uint_t                       pending;
     size_t                           len;
     u_char                           data[1];
 } ngx_http_webhook_sse_msg_t;
@@ -98,7 +100,7 @@ typedef struct {
     ngx_connection_t                *doorbell;
     ngx_rbtree_t                     lchannels;
     ngx_rbtree_node_t                lsentinel;
-    void                            *broadcast;
+    struct ngx_http_webhook_sse_lchannel_s  *broadcast;
     ngx_queue_t                      streams;
     ngx_uint_t                       nstreams;
     void                            *free;
@@ -130,6 +132,8 @@ ngx_int_t ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
 void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
     int64_t now);
+void ngx_http_webhook_sse_store_unpin(ngx_http_webhook_sse_channel_t *channel,
+    uint64_t after);
 void ngx_http_webhook_sse_store_release(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_channel_t *channel);
 

@@ -759,6 +759,10 @@ ngx_http_webhook_sse_fetch(ngx_http_webhook_sse_zone_t *zone,
             break;
         }
 
+        if (msg->pending) {
+            msg->pending--;
+        }
+
         if (ngx_http_webhook_sse_batch_size % 64 == 0) {
             size = (ngx_http_webhook_sse_batch_size + 64)
                    * sizeof(ngx_http_webhook_sse_event_t *);
@@ -1045,17 +1049,20 @@ ngx_http_webhook_sse_write_handler(ngx_http_request_t *r)
         return;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
     if (ctx->busy) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
         ngx_add_timer(wev, clcf->send_timeout);
 
-    } else if (wev->timer_set) {
-        ngx_del_timer(wev);
+        if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+            ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+        }
+
+        return;
     }
 
-    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
-        ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
     }
 }
 
@@ -1219,6 +1226,7 @@ ngx_http_webhook_sse_cleanup(void *data)
             if (channel) {
                 ngx_http_webhook_sse_mask_clear(channel->subscribers,
                                                 zone->slot);
+                ngx_http_webhook_sse_store_unpin(channel, lc->fetched);
                 ngx_http_webhook_sse_store_release(zone, channel);
             }
         }
@@ -1226,6 +1234,8 @@ ngx_http_webhook_sse_cleanup(void *data)
         if (zone->nstreams == 0) {
             ngx_http_webhook_sse_mask_clear(sh->broadcast.subscribers,
                                             zone->slot);
+            ngx_http_webhook_sse_store_unpin(&sh->broadcast,
+                                             zone->broadcast->fetched);
         }
     }
 
