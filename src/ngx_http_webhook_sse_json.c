@@ -2,14 +2,16 @@
 /*
  * nginx-webhook-sse: validation of posted JSON and event building.
  *
- * One pass of yajl's event parser: it validates (UTF-8 included), tracks
- * the dotted paths of the session and message fields, and re-emits the
- * object's members through yajl_gen, minus the keys the server sets.
- * Nothing here recurses, so nesting costs no C stack.
+ * One pass of yajl's event parser validates the body, follows the dotted
+ * paths of the session and message fields and re-emits the object's
+ * members through yajl_gen, minus the keys the server sets itself.
+ * Nothing here recurses: nesting costs no C stack, and the depth limit
+ * stops the parser as soon as it is crossed.
+ *
+ * Pure logic: no nginx types and no nginx calls.
  */
 
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,24 +21,37 @@
 #include "ngx_http_webhook_sse_json.h"
 
 
-#define WEBHOOK_PATH_MAX  (NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH + 1)
+#define NGX_HTTP_WEBHOOK_SSE_JSON_NULL       0
+#define NGX_HTTP_WEBHOOK_SSE_JSON_BOOLEAN    1
+#define NGX_HTTP_WEBHOOK_SSE_JSON_NUMBER     2
+#define NGX_HTTP_WEBHOOK_SSE_JSON_STRING     3
+#define NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT     4
+#define NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY      5
+
+/* what the value after the last key is to a path */
+#define NGX_HTTP_WEBHOOK_SSE_JSON_OFF_PATH   0
+#define NGX_HTTP_WEBHOOK_SSE_JSON_ON_PATH    1
+#define NGX_HTTP_WEBHOOK_SSE_JSON_AT_PATH    2
+
+/* the longest part of a configured path quoted in an error */
+#define NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_PATH 64
 
 
 typedef struct {
-    const unsigned char                 *path;
-    size_t                               path_len;
+    /* the configured text, NULL when the field is off */
+    const unsigned char  *text;
+    size_t                text_len;
 
-    /* component i starts at start[i] and is len[i] long */
-    const unsigned char                 *start[WEBHOOK_PATH_MAX];
-    size_t                               len[WEBHOOK_PATH_MAX];
-    int                                  ncomponents;
+    /* component i of the path is the key name[i], name_len[i] bytes */
+    const unsigned char  *name[NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH];
+    size_t                name_len[NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH];
+    int                   ncomponents;
 
-    /* on[d]: the object at depth d is reached along the path */
-    unsigned char                        on[WEBHOOK_PATH_MAX + 1];
+    /* reached[d]: the object open at depth d lies on the path */
+    unsigned char         reached[NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH + 2];
 
-    /* what the next value is: 0 nothing, 1 a step on the path, 2 it */
-    int                                  next;
-    int                                  found;
+    int                   next;
+    int                   found;
 } ngx_http_webhook_sse_json_path_t;
 
 
@@ -44,27 +59,55 @@ typedef struct {
     ngx_http_webhook_sse_json_result_t  *res;
     yajl_gen                             gen;
 
+    /* containers open, the top object included */
     int                                  depth;
     int                                  started;
 
-    /* skipping a reserved member's value: depth where it started */
+    /* dropping the value of a reserved top-level key */
     int                                  skipping;
-    int                                  skip_depth;
+
+    int                                  rejected;
+    int                                  nomem;
 
     ngx_http_webhook_sse_json_path_t     session;
     ngx_http_webhook_sse_json_path_t     message;
-
-    int                                  failed;
 } ngx_http_webhook_sse_json_ctx_t;
 
 
-static int ngx_http_webhook_sse_json_path_init(
-    ngx_http_webhook_sse_json_path_t *p, const unsigned char *path,
+static void ngx_http_webhook_sse_json_path_init(
+    ngx_http_webhook_sse_json_path_t *path, const unsigned char *text,
     size_t len);
-static void ngx_http_webhook_sse_json_error(ngx_http_webhook_sse_json_ctx_t *ctx,
-    const char *fmt, const ngx_http_webhook_sse_json_path_t *p);
-static int ngx_http_webhook_sse_json_value(ngx_http_webhook_sse_json_ctx_t *ctx,
-    int type, const unsigned char *s, size_t len);
+static void ngx_http_webhook_sse_json_path_key(
+    ngx_http_webhook_sse_json_path_t *path, int depth,
+    const unsigned char *key, size_t len);
+static void ngx_http_webhook_sse_json_path_value(
+    ngx_http_webhook_sse_json_path_t *path, int depth, int type);
+static int ngx_http_webhook_sse_json_value(
+    ngx_http_webhook_sse_json_ctx_t *ctx, int type, const unsigned char *s,
+    size_t len);
+static int ngx_http_webhook_sse_json_message(
+    ngx_http_webhook_sse_json_ctx_t *ctx, int type, size_t len);
+static int ngx_http_webhook_sse_json_session(
+    ngx_http_webhook_sse_json_ctx_t *ctx, int type, const unsigned char *s,
+    size_t len);
+static int ngx_http_webhook_sse_json_emit(
+    ngx_http_webhook_sse_json_ctx_t *ctx);
+static int ngx_http_webhook_sse_json_generated(
+    ngx_http_webhook_sse_json_ctx_t *ctx, yajl_gen_status status);
+static void ngx_http_webhook_sse_json_scalar_done(
+    ngx_http_webhook_sse_json_ctx_t *ctx);
+static int ngx_http_webhook_sse_json_reserved(const unsigned char *key,
+    size_t len);
+static void ngx_http_webhook_sse_json_reject(
+    ngx_http_webhook_sse_json_ctx_t *ctx, const char *error);
+static void ngx_http_webhook_sse_json_field_error(
+    ngx_http_webhook_sse_json_ctx_t *ctx, const char *prefix,
+    const ngx_http_webhook_sse_json_path_t *path, const char *suffix);
+static size_t ngx_http_webhook_sse_json_append(char *buf, size_t n,
+    const void *s, size_t len);
+static size_t ngx_http_webhook_sse_json_utf8_length(const unsigned char *s,
+    size_t len);
+
 static int ngx_http_webhook_sse_json_null(void *data);
 static int ngx_http_webhook_sse_json_boolean(void *data, int b);
 static int ngx_http_webhook_sse_json_number(void *data, const char *s,
@@ -79,15 +122,7 @@ static int ngx_http_webhook_sse_json_start_array(void *data);
 static int ngx_http_webhook_sse_json_end_array(void *data);
 
 
-#define WEBHOOK_VALUE_NULL    0
-#define WEBHOOK_VALUE_BOOL    1
-#define WEBHOOK_VALUE_NUMBER  2
-#define WEBHOOK_VALUE_STRING  3
-#define WEBHOOK_VALUE_MAP     4
-#define WEBHOOK_VALUE_ARRAY   5
-
-
-static yajl_callbacks  ngx_http_webhook_sse_json_callbacks = {
+static const yajl_callbacks  ngx_http_webhook_sse_json_callbacks = {
     ngx_http_webhook_sse_json_null,
     ngx_http_webhook_sse_json_boolean,
     NULL,
@@ -103,8 +138,20 @@ static yajl_callbacks  ngx_http_webhook_sse_json_callbacks = {
 
 
 /* top-level keys the server sets itself */
-static const char  *ngx_http_webhook_sse_json_reserved[] = {
-    "type", "messageId", "timestamp", NULL
+
+typedef struct {
+    const char  *name;
+    size_t       len;
+} ngx_http_webhook_sse_json_key_t;
+
+
+static const ngx_http_webhook_sse_json_key_t
+    ngx_http_webhook_sse_json_reserved_keys[] =
+{
+    { "type", sizeof("type") - 1 },
+    { "messageId", sizeof("messageId") - 1 },
+    { "timestamp", sizeof("timestamp") - 1 },
+    { NULL, 0 }
 };
 
 
@@ -116,32 +163,39 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
     int                               rc;
     size_t                            out_len;
     yajl_handle                       h;
-    yajl_status                       st;
+    yajl_status                       status;
     const unsigned char              *out;
     ngx_http_webhook_sse_json_ctx_t   ctx;
 
     memset(res, 0, sizeof(ngx_http_webhook_sse_json_result_t));
+
+    if (body == NULL || len == 0) {
+        ngx_http_webhook_sse_json_append(res->error, 0, "invalid JSON",
+                                         sizeof("invalid JSON") - 1);
+        return NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
+    }
+
     memset(&ctx, 0, sizeof(ngx_http_webhook_sse_json_ctx_t));
 
     ctx.res = res;
 
-    if (!ngx_http_webhook_sse_json_path_init(&ctx.session, conf->session_path,
-                                             conf->session_path_len)
-        || !ngx_http_webhook_sse_json_path_init(&ctx.message,
-                                                conf->message_path,
-                                                conf->message_path_len))
-    {
-        snprintf(res->error, sizeof(res->error),
-                 "invalid field path in the configuration");
-        return NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
-    }
+    ngx_http_webhook_sse_json_path_init(&ctx.session, conf->session_path,
+                                        conf->session_path_len);
+    ngx_http_webhook_sse_json_path_init(&ctx.message, conf->message_path,
+                                        conf->message_path_len);
 
     ctx.gen = yajl_gen_alloc(NULL);
     if (ctx.gen == NULL) {
         return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
     }
 
-    yajl_gen_config(ctx.gen, yajl_gen_validate_utf8, 1);
+    if (!yajl_gen_config(ctx.gen, yajl_gen_beautify, 0)
+        || !yajl_gen_config(ctx.gen, yajl_gen_validate_utf8, 1)
+        || !yajl_gen_config(ctx.gen, yajl_gen_escape_solidus, 0))
+    {
+        yajl_gen_free(ctx.gen);
+        return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+    }
 
     h = yajl_alloc(&ngx_http_webhook_sse_json_callbacks, NULL, &ctx);
     if (h == NULL) {
@@ -149,27 +203,50 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
         return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
     }
 
-    st = yajl_parse(h, body, len);
+    /* yajl's defaults, spelled out: strict JSON, one complete value */
 
-    if (st == yajl_status_ok) {
-        st = yajl_complete_parse(h);
-    }
-
-    rc = NGX_HTTP_WEBHOOK_SSE_JSON_OK;
-
-    if (st != yajl_status_ok) {
-        if (!ctx.failed) {
-            snprintf(res->error, sizeof(res->error), "invalid JSON");
-        }
-
-        rc = (ctx.failed == 2) ? NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM
-                               : NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
+    if (!yajl_config(h, yajl_allow_comments, 0)
+        || !yajl_config(h, yajl_dont_validate_strings, 0)
+        || !yajl_config(h, yajl_allow_trailing_garbage, 0)
+        || !yajl_config(h, yajl_allow_multiple_values, 0)
+        || !yajl_config(h, yajl_allow_partial_values, 0))
+    {
+        rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
     }
 
-    if (ctx.message.path && !ctx.message.found) {
-        ngx_http_webhook_sse_json_error(&ctx, "field \"%.*s\" is required",
-                                        &ctx.message);
+    status = yajl_parse(h, body, len);
+
+    if (status == yajl_status_ok) {
+        status = yajl_complete_parse(h);
+    }
+
+    if (ctx.nomem) {
+        rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+        goto done;
+    }
+
+    /*
+     * A broken body is reported as such even when a field error was
+     * noted before the parser reached the break.
+     */
+
+    if (status == yajl_status_error
+        || (status == yajl_status_client_canceled && !ctx.rejected))
+    {
+        ngx_http_webhook_sse_json_reject(&ctx, "invalid JSON");
+        rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
+        goto done;
+    }
+
+    if (ctx.rejected) {
+        rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
+        goto done;
+    }
+
+    if (ctx.message.text != NULL && !ctx.message.found) {
+        ngx_http_webhook_sse_json_field_error(&ctx, "field \"", &ctx.message,
+                                              "\" is required");
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
         goto done;
     }
@@ -182,16 +259,18 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
     }
 
     /* the members without the braces */
-    res->members_len = out_len - 2;
-    res->members = malloc(res->members_len + 1);
 
+    res->members = malloc(out_len - 1);
     if (res->members == NULL) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
     }
 
+    res->members_len = out_len - 2;
     memcpy(res->members, out + 1, res->members_len);
     res->members[res->members_len] = '\0';
+
+    rc = NGX_HTTP_WEBHOOK_SSE_JSON_OK;
 
 done:
 
@@ -201,10 +280,17 @@ done:
     if (rc != NGX_HTTP_WEBHOOK_SSE_JSON_OK) {
         free(res->members);
         free(res->session);
+
         res->members = NULL;
         res->members_len = 0;
         res->session = NULL;
         res->session_len = 0;
+    }
+
+    if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
+        res->error[0] = '\0';
+        ngx_http_webhook_sse_json_append(res->error, 0, "out of memory",
+                                         sizeof("out of memory") - 1);
     }
 
     return rc;
@@ -224,207 +310,374 @@ ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res)
 }
 
 
-static int
-ngx_http_webhook_sse_json_path_init(ngx_http_webhook_sse_json_path_t *p,
-    const unsigned char *path, size_t len)
+/*
+ * "a.b.c" names key "c" in the object under key "b" in the object under
+ * key "a" of the top object.  A path longer than the nesting limit can
+ * never be present: it keeps no components and so matches no key.
+ */
+
+static void
+ngx_http_webhook_sse_json_path_init(ngx_http_webhook_sse_json_path_t *path,
+    const unsigned char *text, size_t len)
 {
+    int     n;
     size_t  i, from;
 
-    memset(p, 0, sizeof(ngx_http_webhook_sse_json_path_t));
-
-    if (path == NULL || len == 0) {
-        return 1;
+    if (text == NULL) {
+        return;
     }
 
-    p->path = path;
-    p->path_len = len;
-    p->on[1] = 1;
+    path->text = text;
+    path->text_len = len;
 
+    n = 0;
     from = 0;
 
     for (i = 0; i <= len; i++) {
-        if (i < len && path[i] != '.') {
+        if (i < len && text[i] != '.') {
             continue;
         }
 
-        if (i == from || p->ncomponents == WEBHOOK_PATH_MAX - 1) {
-            return 0;
+        if (n == NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH) {
+            return;
         }
 
-        p->start[p->ncomponents] = path + from;
-        p->len[p->ncomponents] = i - from;
-        p->ncomponents++;
+        path->name[n] = text + from;
+        path->name_len[n] = i - from;
+        n++;
 
         from = i + 1;
     }
 
-    return 1;
+    path->ncomponents = n;
+    path->reached[1] = 1;
 }
 
 
-static void
-ngx_http_webhook_sse_json_error(ngx_http_webhook_sse_json_ctx_t *ctx,
-    const char *fmt, const ngx_http_webhook_sse_json_path_t *p)
-{
-    int  len;
-
-    len = (p->path_len > 100) ? 100 : (int) p->path_len;
-
-    snprintf(ctx->res->error, sizeof(ctx->res->error), fmt, len,
-             (const char *) p->path);
-
-    ctx->failed = 1;
-}
-
-
-/* a key at depth ctx->depth: is the value after it on a path? */
+/* a key in the object open at depth: does its value lie on the path? */
 
 static void
-ngx_http_webhook_sse_json_path_key(ngx_http_webhook_sse_json_path_t *p,
+ngx_http_webhook_sse_json_path_key(ngx_http_webhook_sse_json_path_t *path,
     int depth, const unsigned char *key, size_t len)
 {
     int  i;
 
-    p->next = 0;
+    path->next = NGX_HTTP_WEBHOOK_SSE_JSON_OFF_PATH;
 
-    if (p->path == NULL || depth > p->ncomponents || !p->on[depth]) {
+    if (depth > path->ncomponents || !path->reached[depth]) {
         return;
     }
 
     i = depth - 1;
 
-    if (p->len[i] == len && memcmp(p->start[i], key, len) == 0) {
-        p->next = (depth == p->ncomponents) ? 2 : 1;
+    if (path->name_len[i] != len
+        || (len && memcmp(path->name[i], key, len) != 0))
+    {
+        return;
     }
+
+    path->next = (depth == path->ncomponents)
+                 ? NGX_HTTP_WEBHOOK_SSE_JSON_AT_PATH
+                 : NGX_HTTP_WEBHOOK_SSE_JSON_ON_PATH;
+}
+
+
+/* a value begins at depth; a container it opens is at depth + 1 */
+
+static void
+ngx_http_webhook_sse_json_path_value(ngx_http_webhook_sse_json_path_t *path,
+    int depth, int type)
+{
+    if (type == NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT) {
+        path->reached[depth + 1] =
+                             (path->next == NGX_HTTP_WEBHOOK_SSE_JSON_ON_PATH);
+
+    } else if (type == NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY) {
+        path->reached[depth + 1] = 0;
+    }
+
+    path->next = NGX_HTTP_WEBHOOK_SSE_JSON_OFF_PATH;
 }
 
 
 /*
- * Every value goes through here before it is re-emitted: the checks of
- * the session and message fields, the depth limit and reserved keys.
- * Returns 0 to stop the parser.
+ * Every value passes here before it is re-emitted: the top-level type,
+ * the depth limit, strict UTF-8 and the checks of the session and message
+ * fields.  Returns 0 to stop the parser.
  */
 
 static int
 ngx_http_webhook_sse_json_value(ngx_http_webhook_sse_json_ctx_t *ctx,
     int type, const unsigned char *s, size_t len)
 {
-    int                                  container;
-    ngx_http_webhook_sse_json_result_t  *res;
-
-    res = ctx->res;
-    container = (type == WEBHOOK_VALUE_MAP || type == WEBHOOK_VALUE_ARRAY);
-
     if (!ctx->started) {
         ctx->started = 1;
 
-        if (type != WEBHOOK_VALUE_MAP) {
-            snprintf(res->error, sizeof(res->error),
-                     "body must be a JSON object");
-            ctx->failed = 1;
+        if (type != NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT) {
+            ngx_http_webhook_sse_json_reject(ctx,
+                                             "body must be a JSON object");
             return 0;
         }
 
         return 1;
     }
 
-    if (container && ctx->depth >= NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH) {
-        snprintf(res->error, sizeof(res->error), "JSON nested too deeply");
-        ctx->failed = 1;
+    if ((type == NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT
+         || type == NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY)
+        && ctx->depth >= NGX_HTTP_WEBHOOK_SSE_JSON_MAX_DEPTH)
+    {
+        if (!ctx->rejected) {
+            ngx_http_webhook_sse_json_reject(ctx, "JSON nested too deeply");
+        }
+
         return 0;
     }
 
-    /* the message field */
+    /* yajl lets overlong forms, surrogates and values past U+10FFFF by */
 
-    if (ctx->message.next == 2) {
-        if (ctx->message.found) {
-            ngx_http_webhook_sse_json_error(ctx, "duplicate field \"%.*s\"",
-                                            &ctx->message);
-            return 0;
-        }
-
-        if (type != WEBHOOK_VALUE_STRING || len == 0) {
-            ngx_http_webhook_sse_json_error(ctx, "field \"%.*s\" must be a "
-                                            "non-empty string",
-                                            &ctx->message);
-            return 0;
-        }
-
-        ctx->message.found = 1;
+    if (type == NGX_HTTP_WEBHOOK_SSE_JSON_STRING
+        && ngx_http_webhook_sse_json_utf8_length(s, len) != len)
+    {
+        ngx_http_webhook_sse_json_reject(ctx, "invalid JSON");
+        return 0;
     }
 
-    /* the session field */
-
-    if (ctx->session.next == 2) {
-        if (ctx->session.found) {
-            ngx_http_webhook_sse_json_error(ctx, "duplicate field \"%.*s\"",
-                                            &ctx->session);
-            return 0;
-        }
-
-        if (type != WEBHOOK_VALUE_STRING) {
-            ngx_http_webhook_sse_json_error(ctx, "field \"%.*s\" must be a "
-                                            "string", &ctx->session);
-            return 0;
-        }
-
-        if (!ngx_http_webhook_sse_json_session_valid(s, len)) {
-            ngx_http_webhook_sse_json_error(ctx, "field \"%.*s\" must be 1 "
-                                            "to 256 bytes without control "
-                                            "characters", &ctx->session);
-            return 0;
-        }
-
-        res->session = malloc(len + 1);
-        if (res->session == NULL) {
-            ctx->failed = 2;
-            return 0;
-        }
-
-        memcpy(res->session, s, len);
-        res->session[len] = '\0';
-        res->session_len = len;
-        ctx->session.found = 1;
+    if (ctx->message.next == NGX_HTTP_WEBHOOK_SSE_JSON_AT_PATH
+        && !ngx_http_webhook_sse_json_message(ctx, type, len))
+    {
+        return 0;
     }
 
-    if (type == WEBHOOK_VALUE_MAP) {
-        ctx->session.on[ctx->depth + 1] = (ctx->session.next == 1);
-        ctx->message.on[ctx->depth + 1] = (ctx->message.next == 1);
-
-    } else if (type == WEBHOOK_VALUE_ARRAY) {
-        ctx->session.on[ctx->depth + 1] = 0;
-        ctx->message.on[ctx->depth + 1] = 0;
+    if (ctx->session.next == NGX_HTTP_WEBHOOK_SSE_JSON_AT_PATH
+        && !ngx_http_webhook_sse_json_session(ctx, type, s, len))
+    {
+        return 0;
     }
 
-    ctx->session.next = 0;
-    ctx->message.next = 0;
+    ngx_http_webhook_sse_json_path_value(&ctx->message, ctx->depth, type);
+    ngx_http_webhook_sse_json_path_value(&ctx->session, ctx->depth, type);
 
     return 1;
 }
 
 
-#define webhook_gen(ctx, call)                                                \
-    if ((call) != yajl_gen_status_ok) {                                       \
-        (ctx)->failed = 2;                                                    \
-        return 0;                                                             \
+/*
+ * A field error is noted and the parser goes on, so that a body broken
+ * further on is still reported as invalid JSON; the first error stands.
+ */
+
+static int
+ngx_http_webhook_sse_json_message(ngx_http_webhook_sse_json_ctx_t *ctx,
+    int type, size_t len)
+{
+    if (ctx->rejected) {
+        return 1;
     }
+
+    if (ctx->message.found) {
+        ngx_http_webhook_sse_json_field_error(ctx, "duplicate field \"",
+                                              &ctx->message, "\"");
+        return 1;
+    }
+
+    ctx->message.found = 1;
+
+    if (type != NGX_HTTP_WEBHOOK_SSE_JSON_STRING || len == 0) {
+        ngx_http_webhook_sse_json_field_error(ctx, "field \"", &ctx->message,
+                                              "\" must be a non-empty string");
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_http_webhook_sse_json_session(ngx_http_webhook_sse_json_ctx_t *ctx,
+    int type, const unsigned char *s, size_t len)
+{
+    ngx_http_webhook_sse_json_result_t  *res;
+
+    if (ctx->rejected) {
+        return 1;
+    }
+
+    if (ctx->session.found) {
+        ngx_http_webhook_sse_json_field_error(ctx, "duplicate field \"",
+                                              &ctx->session, "\"");
+        return 1;
+    }
+
+    ctx->session.found = 1;
+
+    if (type != NGX_HTTP_WEBHOOK_SSE_JSON_STRING) {
+        ngx_http_webhook_sse_json_field_error(ctx, "field \"", &ctx->session,
+                                              "\" must be a string");
+        return 1;
+    }
+
+    if (!ngx_http_webhook_sse_json_session_valid(s, len)) {
+        ngx_http_webhook_sse_json_field_error(ctx, "field \"", &ctx->session,
+                                              "\" must be 1 to 256 bytes "
+                                              "without control characters");
+        return 1;
+    }
+
+    res = ctx->res;
+
+    res->session = malloc(len + 1);
+    if (res->session == NULL) {
+        ctx->nomem = 1;
+        return 0;
+    }
+
+    memcpy(res->session, s, len);
+    res->session[len] = '\0';
+    res->session_len = len;
+
+    return 1;
+}
+
+
+/* whether the current token goes to the output */
+
+static int
+ngx_http_webhook_sse_json_emit(ngx_http_webhook_sse_json_ctx_t *ctx)
+{
+    return !ctx->skipping && !ctx->rejected;
+}
+
+
+static int
+ngx_http_webhook_sse_json_generated(ngx_http_webhook_sse_json_ctx_t *ctx,
+    yajl_gen_status status)
+{
+    if (status == yajl_gen_status_ok) {
+        return 1;
+    }
+
+    if (status == yajl_gen_invalid_string) {
+        ngx_http_webhook_sse_json_reject(ctx, "invalid JSON");
+        return 0;
+    }
+
+    ctx->nomem = 1;
+
+    return 0;
+}
+
+
+/* a scalar or a container ended: a dropped top-level value may be over */
+
+static void
+ngx_http_webhook_sse_json_scalar_done(ngx_http_webhook_sse_json_ctx_t *ctx)
+{
+    if (ctx->depth == 1) {
+        ctx->skipping = 0;
+    }
+}
+
+
+static int
+ngx_http_webhook_sse_json_reserved(const unsigned char *key, size_t len)
+{
+    const ngx_http_webhook_sse_json_key_t  *k;
+
+    for (k = ngx_http_webhook_sse_json_reserved_keys; k->name; k++) {
+        if (k->len == len && memcmp(k->name, key, len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_webhook_sse_json_reject(ngx_http_webhook_sse_json_ctx_t *ctx,
+    const char *error)
+{
+    ctx->rejected = 1;
+    ctx->res->error[0] = '\0';
+
+    ngx_http_webhook_sse_json_append(ctx->res->error, 0, error,
+                                     strlen(error));
+}
+
+
+/*
+ * prefix, the configured path and suffix; a long path is cut on a UTF-8
+ * character boundary and marked with "...".
+ */
+
+static void
+ngx_http_webhook_sse_json_field_error(ngx_http_webhook_sse_json_ctx_t *ctx,
+    const char *prefix, const ngx_http_webhook_sse_json_path_t *path,
+    const char *suffix)
+{
+    char    *error;
+    size_t   n, len;
+
+    ctx->rejected = 1;
+    error = ctx->res->error;
+
+    len = path->text_len;
+
+    if (len > NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_PATH) {
+        len = NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_PATH;
+
+        while (len && (path->text[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
+
+    n = ngx_http_webhook_sse_json_append(error, 0, prefix, strlen(prefix));
+    n = ngx_http_webhook_sse_json_append(error, n, path->text, len);
+
+    if (len < path->text_len) {
+        n = ngx_http_webhook_sse_json_append(error, n, "...", 3);
+    }
+
+    ngx_http_webhook_sse_json_append(error, n, suffix, strlen(suffix));
+}
+
+
+/* appends to the error text at offset n, keeping it NUL-terminated */
+
+static size_t
+ngx_http_webhook_sse_json_append(char *buf, size_t n, const void *s,
+    size_t len)
+{
+    if (len > NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN - 1 - n) {
+        len = NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN - 1 - n;
+    }
+
+    memcpy(buf + n, s, len);
+    buf[n + len] = '\0';
+
+    return n + len;
+}
 
 
 static int
 ngx_http_webhook_sse_json_null(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    if (!ngx_http_webhook_sse_json_value(ctx, WEBHOOK_VALUE_NULL, NULL, 0)) {
+    ctx = data;
+
+    if (!ngx_http_webhook_sse_json_value(ctx, NGX_HTTP_WEBHOOK_SSE_JSON_NULL,
+                                         NULL, 0))
+    {
         return 0;
     }
 
-    if (ctx->skipping) {
-        ctx->skipping = (ctx->depth > ctx->skip_depth);
-        return 1;
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx, yajl_gen_null(ctx->gen)))
+    {
+        return 0;
     }
 
-    webhook_gen(ctx, yajl_gen_null(ctx->gen));
+    ngx_http_webhook_sse_json_scalar_done(ctx);
 
     return 1;
 }
@@ -433,39 +686,54 @@ ngx_http_webhook_sse_json_null(void *data)
 static int
 ngx_http_webhook_sse_json_boolean(void *data, int b)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    if (!ngx_http_webhook_sse_json_value(ctx, WEBHOOK_VALUE_BOOL, NULL, 0)) {
+    ctx = data;
+
+    if (!ngx_http_webhook_sse_json_value(ctx,
+                                         NGX_HTTP_WEBHOOK_SSE_JSON_BOOLEAN,
+                                         NULL, 0))
+    {
         return 0;
     }
 
-    if (ctx->skipping) {
-        ctx->skipping = (ctx->depth > ctx->skip_depth);
-        return 1;
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                                yajl_gen_bool(ctx->gen, b)))
+    {
+        return 0;
     }
 
-    webhook_gen(ctx, yajl_gen_bool(ctx->gen, b));
+    ngx_http_webhook_sse_json_scalar_done(ctx);
 
     return 1;
 }
 
 
+/* numbers keep the exact text they were posted with */
+
 static int
 ngx_http_webhook_sse_json_number(void *data, const char *s, size_t len)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    if (!ngx_http_webhook_sse_json_value(ctx, WEBHOOK_VALUE_NUMBER, NULL, 0))
+    ctx = data;
+
+    if (!ngx_http_webhook_sse_json_value(ctx,
+                                         NGX_HTTP_WEBHOOK_SSE_JSON_NUMBER,
+                                         NULL, 0))
     {
         return 0;
     }
 
-    if (ctx->skipping) {
-        ctx->skipping = (ctx->depth > ctx->skip_depth);
-        return 1;
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                        yajl_gen_number(ctx->gen, s, len)))
+    {
+        return 0;
     }
 
-    webhook_gen(ctx, yajl_gen_number(ctx->gen, s, len));
+    ngx_http_webhook_sse_json_scalar_done(ctx);
 
     return 1;
 }
@@ -475,19 +743,25 @@ static int
 ngx_http_webhook_sse_json_string(void *data, const unsigned char *s,
     size_t len)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    if (!ngx_http_webhook_sse_json_value(ctx, WEBHOOK_VALUE_STRING, s, len))
+    ctx = data;
+
+    if (!ngx_http_webhook_sse_json_value(ctx,
+                                         NGX_HTTP_WEBHOOK_SSE_JSON_STRING,
+                                         s, len))
     {
         return 0;
     }
 
-    if (ctx->skipping) {
-        ctx->skipping = (ctx->depth > ctx->skip_depth);
-        return 1;
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                        yajl_gen_string(ctx->gen, s, len)))
+    {
+        return 0;
     }
 
-    webhook_gen(ctx, yajl_gen_string(ctx->gen, s, len));
+    ngx_http_webhook_sse_json_scalar_done(ctx);
 
     return 1;
 }
@@ -496,19 +770,25 @@ ngx_http_webhook_sse_json_string(void *data, const unsigned char *s,
 static int
 ngx_http_webhook_sse_json_start_map(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    if (!ngx_http_webhook_sse_json_value(ctx, WEBHOOK_VALUE_MAP, NULL, 0)) {
+    ctx = data;
+
+    if (!ngx_http_webhook_sse_json_value(ctx,
+                                         NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT,
+                                         NULL, 0))
+    {
         return 0;
     }
 
     ctx->depth++;
 
-    if (ctx->skipping) {
-        return 1;
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                            yajl_gen_map_open(ctx->gen)))
+    {
+        return 0;
     }
-
-    webhook_gen(ctx, yajl_gen_map_open(ctx->gen));
 
     return 1;
 }
@@ -518,30 +798,31 @@ static int
 ngx_http_webhook_sse_json_map_key(void *data, const unsigned char *key,
     size_t len)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    const char  **r;
+    ctx = data;
 
-    if (ctx->skipping) {
-        return 1;
+    if (ngx_http_webhook_sse_json_utf8_length(key, len) != len) {
+        ngx_http_webhook_sse_json_reject(ctx, "invalid JSON");
+        return 0;
     }
+
+    /* the fields are looked for in dropped values too */
 
     ngx_http_webhook_sse_json_path_key(&ctx->session, ctx->depth, key, len);
     ngx_http_webhook_sse_json_path_key(&ctx->message, ctx->depth, key, len);
 
-    if (ctx->depth == 1) {
-        for (r = ngx_http_webhook_sse_json_reserved; *r; r++) {
-            if (strlen(*r) == len && memcmp(*r, key, len) == 0) {
-                ctx->skipping = 1;
-                ctx->skip_depth = ctx->depth;
-                ctx->session.next = 0;
-                ctx->message.next = 0;
-                return 1;
-            }
-        }
+    if (ctx->depth == 1 && ngx_http_webhook_sse_json_reserved(key, len)) {
+        ctx->skipping = 1;
+        return 1;
     }
 
-    webhook_gen(ctx, yajl_gen_string(ctx->gen, key, len));
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                        yajl_gen_string(ctx->gen, key, len)))
+    {
+        return 0;
+    }
 
     return 1;
 }
@@ -550,16 +831,20 @@ ngx_http_webhook_sse_json_map_key(void *data, const unsigned char *key,
 static int
 ngx_http_webhook_sse_json_end_map(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
+
+    ctx = data;
+
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                            yajl_gen_map_close(ctx->gen)))
+    {
+        return 0;
+    }
 
     ctx->depth--;
 
-    if (ctx->skipping) {
-        ctx->skipping = (ctx->depth > ctx->skip_depth);
-        return 1;
-    }
-
-    webhook_gen(ctx, yajl_gen_map_close(ctx->gen));
+    ngx_http_webhook_sse_json_scalar_done(ctx);
 
     return 1;
 }
@@ -568,19 +853,25 @@ ngx_http_webhook_sse_json_end_map(void *data)
 static int
 ngx_http_webhook_sse_json_start_array(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
 
-    if (!ngx_http_webhook_sse_json_value(ctx, WEBHOOK_VALUE_ARRAY, NULL, 0)) {
+    ctx = data;
+
+    if (!ngx_http_webhook_sse_json_value(ctx,
+                                         NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY,
+                                         NULL, 0))
+    {
         return 0;
     }
 
     ctx->depth++;
 
-    if (ctx->skipping) {
-        return 1;
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                            yajl_gen_array_open(ctx->gen)))
+    {
+        return 0;
     }
-
-    webhook_gen(ctx, yajl_gen_array_open(ctx->gen));
 
     return 1;
 }
@@ -589,16 +880,20 @@ ngx_http_webhook_sse_json_start_array(void *data)
 static int
 ngx_http_webhook_sse_json_end_array(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx = data;
+    ngx_http_webhook_sse_json_ctx_t  *ctx;
+
+    ctx = data;
+
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+                                            yajl_gen_array_close(ctx->gen)))
+    {
+        return 0;
+    }
 
     ctx->depth--;
 
-    if (ctx->skipping) {
-        ctx->skipping = (ctx->depth > ctx->skip_depth);
-        return 1;
-    }
-
-    webhook_gen(ctx, yajl_gen_array_close(ctx->gen));
+    ngx_http_webhook_sse_json_scalar_done(ctx);
 
     return 1;
 }
@@ -607,19 +902,37 @@ ngx_http_webhook_sse_json_end_array(void *data)
 int
 ngx_http_webhook_sse_json_session_valid(const unsigned char *s, size_t len)
 {
-    size_t         i, n;
-    unsigned int   c, min;
+    size_t  i;
 
     if (len == 0 || len > NGX_HTTP_WEBHOOK_SSE_SESSION_MAX) {
         return 0;
     }
 
-    for (i = 0; i < len; /* void */) {
-        c = s[i];
-
-        if (c < 0x20 || c == 0x7f) {
+    for (i = 0; i < len; i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
             return 0;
         }
+    }
+
+    return ngx_http_webhook_sse_json_utf8_length(s, len) == len;
+}
+
+
+/*
+ * The length of the longest prefix of s that is valid UTF-8: shortest
+ * forms only, no surrogates, nothing past U+10FFFF.
+ */
+
+static size_t
+ngx_http_webhook_sse_json_utf8_length(const unsigned char *s, size_t len)
+{
+    size_t        i, n, k;
+    unsigned int  c, min;
+
+    i = 0;
+
+    while (i < len) {
+        c = s[i];
 
         if (c < 0x80) {
             i++;
@@ -642,27 +955,29 @@ ngx_http_webhook_sse_json_session_valid(const unsigned char *s, size_t len)
             min = 0x10000;
 
         } else {
-            return 0;
+            return i;
         }
 
-        if (i + n >= len) {
-            return 0;
+        if (len - i <= n) {
+            return i;
         }
 
-        for (i++; n; n--, i++) {
-            if ((s[i] & 0xc0) != 0x80) {
-                return 0;
+        for (k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                return i;
             }
 
-            c = (c << 6) | (s[i] & 0x3f);
+            c = (c << 6) | (s[i + k] & 0x3f);
         }
 
         if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-            return 0;
+            return i;
         }
+
+        i += n + 1;
     }
 
-    return 1;
+    return i;
 }
 
 
@@ -671,39 +986,52 @@ ngx_http_webhook_sse_json_escape(unsigned char *dst, const unsigned char *src,
     size_t len)
 {
     size_t          i, n;
-    unsigned char   c, *p;
+    unsigned char   c, e;
 
-    static const char  hex[] = "0123456789abcdef";
+    static const unsigned char  hex[] = "0123456789abcdef";
 
     n = 0;
-    p = dst;
 
     for (i = 0; i < len; i++) {
         c = src[i];
 
         if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
             if (dst) {
-                *p++ = c;
+                dst[n] = c;
             }
 
             n++;
             continue;
         }
 
-        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t'
-            || c == '\b' || c == '\f')
-        {
-            if (dst) {
-                *p++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            e = c;
+            break;
+        case '\n':
+            e = 'n';
+            break;
+        case '\r':
+            e = 'r';
+            break;
+        case '\t':
+            e = 't';
+            break;
+        case '\b':
+            e = 'b';
+            break;
+        case '\f':
+            e = 'f';
+            break;
+        default:
+            e = 0;
+        }
 
-                switch (c) {
-                case '\n': *p++ = 'n'; break;
-                case '\r': *p++ = 'r'; break;
-                case '\t': *p++ = 't'; break;
-                case '\b': *p++ = 'b'; break;
-                case '\f': *p++ = 'f'; break;
-                default:   *p++ = c;
-                }
+        if (e) {
+            if (dst) {
+                dst[n] = '\\';
+                dst[n + 1] = e;
             }
 
             n += 2;
@@ -711,12 +1039,12 @@ ngx_http_webhook_sse_json_escape(unsigned char *dst, const unsigned char *src,
         }
 
         if (dst) {
-            *p++ = '\\';
-            *p++ = 'u';
-            *p++ = '0';
-            *p++ = '0';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 0xf];
+            dst[n] = '\\';
+            dst[n + 1] = 'u';
+            dst[n + 2] = '0';
+            dst[n + 3] = '0';
+            dst[n + 4] = hex[c >> 4];
+            dst[n + 5] = hex[c & 0xf];
         }
 
         n += 6;

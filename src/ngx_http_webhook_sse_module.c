@@ -117,6 +117,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, stream_buffer),
       NULL },
 
+    { ngx_string("webhook_stream_detach"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, detach),
+      NULL },
+
       ngx_null_command
 };
 
@@ -256,6 +263,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
+    conf->detach = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -325,6 +333,7 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->replay, prev->replay, 5);
     ngx_conf_merge_size_value(conf->stream_buffer, prev->stream_buffer,
                               256 * 1024);
+    ngx_conf_merge_value(conf->detach, prev->detach, 1);
 
     return NGX_CONF_OK;
 }

@@ -37,6 +37,7 @@ typedef struct {
     ngx_msec_t                   heartbeat;
     ngx_uint_t                   replay;
     size_t                       stream_buffer;
+    ngx_flag_t                   detach;
 
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
@@ -66,12 +67,17 @@ struct ngx_http_webhook_sse_out_s {
     ngx_chain_t                    cl;
     ngx_http_webhook_sse_event_t  *event;
     ngx_http_webhook_sse_out_t    *next;
+    /* a chunk size line of a detached stream */
+    u_char                         chunk[NGX_OFF_T_LEN + 2];
 };
 
 
-/* per request: publish and stream */
+/* per request: publish and stream; a detached stream outlives its request */
 typedef struct {
     ngx_http_request_t          *request;
+    ngx_connection_t            *connection;
+    ngx_http_webhook_sse_loc_conf_t  *conf;
+    ngx_msec_t                   send_timeout;
     ngx_http_webhook_sse_zone_t *zone;
 
     ngx_str_t                    session;
@@ -99,6 +105,9 @@ typedef struct {
     unsigned                     touched:1;
     unsigned                     ending:1;
     unsigned                     failed:1;
+    unsigned                     detach:1;
+    unsigned                     detached:1;
+    unsigned                     chunked:1;
 } ngx_http_webhook_sse_ctx_t;
 
 

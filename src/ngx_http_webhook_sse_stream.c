@@ -58,9 +58,21 @@ static ngx_int_t ngx_http_webhook_sse_flush(ngx_http_webhook_sse_ctx_t *ctx);
 static void ngx_http_webhook_sse_update_busy(ngx_http_webhook_sse_ctx_t *ctx);
 static void ngx_http_webhook_sse_write_handler(ngx_http_request_t *r);
 static void ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_webhook_sse_detach(ngx_http_request_t *r,
+    ngx_http_webhook_sse_ctx_t *ctx);
+static void ngx_http_webhook_sse_detached_read(ngx_event_t *rev);
+static void ngx_http_webhook_sse_detached_write(ngx_event_t *wev);
+static ngx_int_t ngx_http_webhook_sse_send(ngx_http_webhook_sse_ctx_t *ctx);
+static ngx_int_t ngx_http_webhook_sse_flush_detached(
+    ngx_http_webhook_sse_ctx_t *ctx);
+static ngx_int_t ngx_http_webhook_sse_flush_raw(
+    ngx_http_webhook_sse_ctx_t *ctx);
+static ngx_uint_t ngx_http_webhook_sse_too_slow(
+    ngx_http_webhook_sse_ctx_t *ctx);
 static void ngx_http_webhook_sse_close(ngx_http_webhook_sse_ctx_t *ctx,
     ngx_int_t rc);
 static void ngx_http_webhook_sse_cleanup(void *data);
+static void ngx_http_webhook_sse_release(ngx_http_webhook_sse_ctx_t *ctx);
 static int ngx_libc_cdecl ngx_http_webhook_sse_cmp_events(const void *one,
     const void *two);
 
@@ -70,6 +82,7 @@ static ngx_str_t  ngx_http_webhook_sse_last_event_id_header =
 
 static u_char  ngx_http_webhook_sse_heartbeat_text[] = ": heartbeat\n\n";
 static u_char  ngx_http_webhook_sse_retry_text[] = "retry: 1000\n\n";
+static u_char  ngx_http_webhook_sse_last_chunk[] = "0" CRLF CRLF;
 
 /* events fetched by one delivery, process-local scratch */
 static ngx_http_webhook_sse_event_t  **ngx_http_webhook_sse_batch;
@@ -85,6 +98,7 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     ngx_uint_t                        resume;
     ngx_table_elt_t                  *allow;
     ngx_pool_cleanup_t               *cln;
+    ngx_http_core_loc_conf_t         *clcf;
     ngx_http_webhook_sse_ctx_t       *ctx;
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
@@ -112,12 +126,26 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_webhook_sse_ctx_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* not in r->pool: a detached stream outlives its request */
+    ctx = ngx_calloc(sizeof(ngx_http_webhook_sse_ctx_t), r->connection->log);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    cln->handler = ngx_http_webhook_sse_cleanup;
+    cln->data = ctx;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
     ctx->request = r;
+    ctx->connection = r->connection;
+    ctx->conf = wlcf;
+    ctx->send_timeout = clcf->send_timeout;
     ctx->zone = zone;
     ctx->queued_last = &ctx->queued;
     ctx->busy_last = &ctx->busy;
@@ -146,14 +174,6 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
 
     resume = (ngx_http_webhook_sse_last_event_id(r, &id) == NGX_OK);
     after = resume ? ngx_http_webhook_sse_parse_id(zone, id.data, id.len) : 0;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_webhook_sse_cleanup;
-    cln->data = ctx;
 
     rc = ngx_http_webhook_sse_connected(r, ctx);
     if (rc != NGX_OK) {
@@ -185,18 +205,240 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_webhook_sse_write_handler;
 
-    if (wlcf->heartbeat) {
-        ctx->heartbeat.handler = ngx_http_webhook_sse_heartbeat_handler;
-        ctx->heartbeat.data = ctx;
-        ctx->heartbeat.log = r->connection->log;
-        ctx->heartbeat.cancelable = 1;
+    ctx->heartbeat.handler = ngx_http_webhook_sse_heartbeat_handler;
+    ctx->heartbeat.data = ctx;
+    ctx->heartbeat.log = r->connection->log;
+    ctx->heartbeat.cancelable = 1;
 
+    if (wlcf->heartbeat) {
         ngx_add_timer(&ctx->heartbeat, wlcf->heartbeat);
+    }
+
+    /* detaching waits until nginx is done with the request's handler */
+    if (wlcf->detach) {
+        ctx->detach = 1;
+        ngx_post_event(&ctx->heartbeat, &ngx_posted_events);
     }
 
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/*
+ * A plain HTTP/1.x stream with nothing left to send drops its request:
+ * the request is logged and its pool freed, and the stream goes on with
+ * the connection and the context alone, a few hundred bytes instead of
+ * the request's several kilobytes.  Requests other modules keep state in
+ * (pool cleanups, such as limit_conn's) are left as they are.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_detach(ngx_http_request_t *r,
+    ngx_http_webhook_sse_ctx_t *ctx)
+{
+    ngx_buf_t               *b;
+    ngx_chain_t             *cl, *ln;
+    ngx_connection_t        *c;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_connection_t   *hc;
+
+    c = r->connection;
+
+    if (ctx->ending || r != r->main || r->main->count != 1 || c->data != r
+        || r->out || r->buffered
+        || c->buffered || r->postponed || r->cleanup || ctx->busy
+#if (NGX_HTTP_V2)
+        || r->stream
+#endif
+#if (NGX_HTTP_SSL)
+        || c->ssl
+#endif
+       )
+    {
+        return NGX_DECLINED;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_webhook_sse_cleanup) {
+            return NGX_DECLINED;
+        }
+    }
+
+    hc = r->http_connection;
+
+    ctx->detached = 1;
+    ctx->chunked = r->chunked;
+    ctx->request = NULL;
+    ngx_str_null(&ctx->session);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    r->keepalive = 0;
+
+    ngx_http_free_request(r, 0);
+
+    c->data = ctx;
+    c->destroyed = 0;
+    c->log->action = "streaming webhook events";
+
+    /* as for a keepalive connection: the header buffers go too */
+
+    b = c->buffer;
+
+    if (b && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        c->buffer = NULL;
+    }
+
+    for (cl = hc->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->free = NULL;
+
+    for (cl = hc->busy; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->busy = NULL;
+    hc->nbusy = 0;
+
+    c->read->handler = ngx_http_webhook_sse_detached_read;
+    c->write->handler = ngx_http_webhook_sse_detached_write;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+        return NGX_OK;
+    }
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a detached stream reads only to see the client leave */
+
+static void
+ngx_http_webhook_sse_detached_read(ngx_event_t *rev)
+{
+    u_char                       buf[256];
+    ssize_t                      n;
+    ngx_connection_t            *c;
+    ngx_http_webhook_sse_ctx_t  *ctx;
+
+    c = rev->data;
+    ctx = c->data;
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "webhook stream: client closed the connection");
+            ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+            return;
+        }
+
+        /* whatever the client sends is of no use: drop it */
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_webhook_sse_detached_write(ngx_event_t *wev)
+{
+    ngx_connection_t            *c;
+    ngx_http_webhook_sse_ctx_t  *ctx;
+
+    c = wev->data;
+    ctx = c->data;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "webhook stream: client timed out");
+        c->timedout = 1;
+        ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+        return;
+    }
+
+    if (ngx_http_webhook_sse_send(ctx) != NGX_OK) {
+        ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+        return;
+    }
+
+    if (ctx->ending && ctx->busy == NULL) {
+        ngx_http_webhook_sse_close(ctx, NGX_OK);
+    }
+}
+
+
+/* writes a detached stream's busy buffers straight to the connection */
+
+static ngx_int_t
+ngx_http_webhook_sse_send(ngx_http_webhook_sse_ctx_t *ctx)
+{
+    ngx_chain_t                 *rest;
+    ngx_event_t                 *wev;
+    ngx_connection_t            *c;
+    ngx_http_webhook_sse_out_t  *out;
+
+    c = ctx->connection;
+    wev = c->write;
+
+    if (ctx->busy == NULL) {
+        return NGX_OK;
+    }
+
+    for (out = ctx->busy; out; out = out->next) {
+        out->cl.buf = &out->buf;
+        out->cl.next = out->next ? &out->next->cl : NULL;
+    }
+
+    rest = c->send_chain(c, &ctx->busy->cl, 0);
+
+    if (rest == NGX_CHAIN_ERROR) {
+        c->error = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_http_webhook_sse_update_busy(ctx);
+
+    if (ctx->busy) {
+        ngx_add_timer(wev, ctx->send_timeout);
+
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -942,15 +1184,17 @@ ngx_http_webhook_sse_out_free(ngx_http_webhook_sse_zone_t *zone,
 static ngx_int_t
 ngx_http_webhook_sse_flush(ngx_http_webhook_sse_ctx_t *ctx)
 {
-    ngx_int_t                         rc;
-    ngx_connection_t                 *c;
-    ngx_http_request_t               *r;
-    ngx_http_core_loc_conf_t         *clcf;
-    ngx_http_webhook_sse_out_t       *out;
-    ngx_http_webhook_sse_loc_conf_t  *wlcf;
+    ngx_int_t                    rc;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_webhook_sse_out_t  *out;
 
     if (ctx->queued == NULL) {
         return NGX_OK;
+    }
+
+    if (ctx->detached) {
+        return ngx_http_webhook_sse_flush_detached(ctx);
     }
 
     r = ctx->request;
@@ -982,21 +1226,113 @@ ngx_http_webhook_sse_flush(ngx_http_webhook_sse_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
-
-    if (ctx->pending > wlcf->stream_buffer) {
-        ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "webhook stream too slow: %uz bytes unsent, closing",
-                      ctx->pending);
+    if (ngx_http_webhook_sse_too_slow(ctx)) {
         return NGX_ERROR;
     }
 
     if (ctx->busy && !c->write->timer_set) {
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-        ngx_add_timer(c->write, clcf->send_timeout);
+        ngx_add_timer(c->write, ctx->send_timeout);
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_flush_detached(ngx_http_webhook_sse_ctx_t *ctx)
+{
+    size_t                        len;
+    ngx_http_webhook_sse_out_t   *out, *head, **tail;
+
+    static u_char  crlf[] = CRLF;
+
+    if (ctx->chunked) {
+        len = 0;
+
+        for (out = ctx->queued; out; out = out->next) {
+            len += out->buf.last - out->buf.pos;
+        }
+
+        /* one chunk for the whole batch */
+
+        if (ngx_http_webhook_sse_append(ctx, NULL, crlf, 2) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        head = ctx->queued;
+        tail = ctx->queued_last;
+
+        ctx->queued = NULL;
+        ctx->queued_last = &ctx->queued;
+
+        if (ngx_http_webhook_sse_append(ctx, NULL, NULL, 0) != NGX_OK) {
+            ctx->queued = head;
+            ctx->queued_last = tail;
+            return NGX_ERROR;
+        }
+
+        out = ctx->queued;
+        out->buf.start = out->chunk;
+        out->buf.pos = out->chunk;
+        out->buf.last = ngx_sprintf(out->chunk, "%xz" CRLF, len);
+        out->buf.end = out->buf.last;
+        out->next = head;
+        ctx->queued_last = tail;
+    }
+
+    for (out = ctx->queued; out; out = out->next) {
+        ctx->pending += out->buf.last - out->buf.pos;
+    }
+
+    *ctx->busy_last = ctx->queued;
+    ctx->busy_last = ctx->queued_last;
+
+    ctx->queued = NULL;
+    ctx->queued_last = &ctx->queued;
+
+    if (ngx_http_webhook_sse_send(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_webhook_sse_too_slow(ctx)) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the terminating chunk goes out as it is */
+
+static ngx_int_t
+ngx_http_webhook_sse_flush_raw(ngx_http_webhook_sse_ctx_t *ctx)
+{
+    ngx_uint_t  chunked;
+    ngx_int_t   rc;
+
+    chunked = ctx->chunked;
+    ctx->chunked = 0;
+
+    rc = ngx_http_webhook_sse_flush_detached(ctx);
+
+    ctx->chunked = chunked;
+
+    return rc;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_sse_too_slow(ngx_http_webhook_sse_ctx_t *ctx)
+{
+    if (ctx->pending <= ctx->conf->stream_buffer) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ctx->connection->log, 0,
+                  "webhook stream too slow: %uz bytes unsent, closing",
+                  ctx->pending);
+
+    return 1;
 }
 
 
@@ -1070,13 +1406,15 @@ ngx_http_webhook_sse_write_handler(ngx_http_request_t *r)
 static void
 ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
 {
-    ngx_http_webhook_sse_ctx_t       *ctx;
-    ngx_http_webhook_sse_loc_conf_t  *wlcf;
+    ngx_http_webhook_sse_ctx_t  *ctx;
 
     ctx = ev->data;
 
-    wlcf = ngx_http_get_module_loc_conf(ctx->request,
-                                        ngx_http_webhook_sse_module);
+    if (ctx->detach) {
+        ctx->detach = 0;
+        (void) ngx_http_webhook_sse_detach(ctx->request, ctx);
+        return;
+    }
 
     /* a stream still sending has no need of a heartbeat */
     if (ctx->busy == NULL) {
@@ -1092,7 +1430,7 @@ ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
         }
     }
 
-    ngx_add_timer(ev, wlcf->heartbeat);
+    ngx_add_timer(ev, ctx->conf->heartbeat);
 }
 
 
@@ -1105,7 +1443,6 @@ void
 ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone)
 {
     ngx_queue_t                 *q;
-    ngx_http_request_t          *r;
     ngx_http_webhook_sse_ctx_t  *ctx;
 
     /* streams still writing move to the tail; closed ones leave */
@@ -1126,9 +1463,6 @@ ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone)
             ngx_del_timer(&ctx->heartbeat);
         }
 
-        r = ctx->request;
-        r->keepalive = 0;
-
         if (ngx_http_webhook_sse_append(ctx, NULL,
                                         ngx_http_webhook_sse_retry_text,
                                         sizeof(ngx_http_webhook_sse_retry_text)
@@ -1140,8 +1474,28 @@ ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone)
             continue;
         }
 
-        ngx_http_webhook_sse_close(ctx, ngx_http_send_special(r,
-                                                              NGX_HTTP_LAST));
+        if (!ctx->detached) {
+            ctx->request->keepalive = 0;
+            ngx_http_webhook_sse_close(ctx,
+                          ngx_http_send_special(ctx->request, NGX_HTTP_LAST));
+            continue;
+        }
+
+        if (ctx->chunked
+            && (ngx_http_webhook_sse_append(ctx, NULL,
+                                            ngx_http_webhook_sse_last_chunk,
+                                   sizeof(ngx_http_webhook_sse_last_chunk) - 1)
+                != NGX_OK
+                || ngx_http_webhook_sse_flush_raw(ctx) != NGX_OK))
+        {
+            ngx_http_webhook_sse_close(ctx, NGX_ERROR);
+            continue;
+        }
+
+        /* the rest is written by the write handler, which then closes */
+        if (ctx->busy == NULL) {
+            ngx_http_webhook_sse_close(ctx, NGX_OK);
+        }
     }
 }
 
@@ -1152,8 +1506,16 @@ ngx_http_webhook_sse_close(ngx_http_webhook_sse_ctx_t *ctx, ngx_int_t rc)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
+    c = ctx->connection;
+
+    if (ctx->detached) {
+        ngx_http_webhook_sse_release(ctx);
+        ngx_free(ctx);
+        ngx_http_close_connection(c);
+        return;
+    }
+
     r = ctx->request;
-    c = r->connection;
 
     if (rc == NGX_AGAIN) {
         rc = NGX_OK;
@@ -1169,6 +1531,20 @@ ngx_http_webhook_sse_cleanup(void *data)
 {
     ngx_http_webhook_sse_ctx_t *ctx = data;
 
+    if (ctx->detached) {
+        return;
+    }
+
+    ngx_http_webhook_sse_release(ctx);
+    ngx_free(ctx);
+}
+
+
+/* everything a stream holds: timers, buffers, its subscription */
+
+static void
+ngx_http_webhook_sse_release(ngx_http_webhook_sse_ctx_t *ctx)
+{
     ngx_http_webhook_sse_out_t       *out;
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_shctx_t     *sh;
@@ -1180,6 +1556,10 @@ ngx_http_webhook_sse_cleanup(void *data)
 
     if (ctx->heartbeat.timer_set) {
         ngx_del_timer(&ctx->heartbeat);
+    }
+
+    if (ctx->heartbeat.posted) {
+        ngx_delete_posted_event(&ctx->heartbeat);
     }
 
     if (ctx->touched) {
