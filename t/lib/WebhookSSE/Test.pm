@@ -39,7 +39,7 @@ use Time::HiRes qw(time sleep);
 
 use WebhookSSE::SSE;
 
-our @EXPORT = qw(finish json_encode json_decode wait_until);
+our @EXPORT = qw(finish json_encode json_decode wait_until id_parts);
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 
@@ -623,6 +623,7 @@ sub _parse_response
         if (length $rest >= $h{'content-length'}) {
             $res->{body} = substr $rest, 0, $h{'content-length'};
             $res->{complete} = 1;
+            $res->{consumed} = $i + 4 + $h{'content-length'};
         }
 
     } elsif ($eof) {
@@ -663,6 +664,113 @@ sub publish_ok
         die "publish to $path failed: $r->{status} $r->{body}\n";
     }
     return $r->{json}{messageId};
+}
+
+
+# Many publishes pipelined on one keep-alive connection (one worker, as
+# fast as nginx reads them).  Returns the responses in order.
+
+sub publish_pipelined
+{
+    my ($self, $path, $list, %opt) = @_;
+    my $timeout = $opt{timeout} // 20;
+
+    my $req = '';
+    for my $i (0 .. $#$list) {
+        my $body = ref $list->[$i] ? json_encode($list->[$i]) : $list->[$i];
+        $req .= "POST $path HTTP/1.1\r\nHost: localhost\r\n"
+                . "Content-Type: application/json\r\n"
+                . (defined $opt{secret}
+                   ? "X-Webhook-Secret: $opt{secret}\r\n" : '')
+                . ($i == $#$list ? "Connection: close\r\n" : '')
+                . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    }
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $opt{port} // $self->port,
+                                  Proto => 'tcp', Timeout => $timeout)
+        or die "connect: $!";
+    $s->blocking(0);
+
+    my $sel = IO::Select->new($s);
+    my $deadline = time + $timeout;
+    my ($off, $data, @res) = (0, '');
+
+    while (@res < @$list) {
+        my $left = $deadline - time;
+        die "pipelined publish: " . scalar(@res) . " of " . scalar(@$list)
+            . " responses in $timeout s\n" if $left <= 0;
+
+        my ($r, $w) = IO::Select->select($sel,
+                                         $off < length $req ? $sel : undef,
+                                         undef, $left);
+        if ($w && @$w) {
+            my $n = syswrite $s, $req, length($req) - $off, $off;
+            $off += $n if defined $n;
+        }
+        if ($r && @$r) {
+            my $n = sysread $s, $data, 65536, length $data;
+            if (defined $n ? $n == 0 : !$!{EAGAIN}) {
+                _parse_pipelined(\$data, \@res);
+                die "pipelined publish: connection closed after "
+                    . scalar(@res) . " responses\n" if @res < @$list;
+            }
+        }
+        _parse_pipelined(\$data, \@res);
+    }
+
+    close $s;
+    return @res;
+}
+
+
+sub _parse_pipelined
+{
+    my ($data, $res) = @_;
+
+    while (my $r = _parse_response($$data, 0)) {
+        last unless $r->{complete};
+        die "pipelined publish: response without Content-Length\n"
+            unless $r->{consumed};
+        substr($$data, 0, $r->{consumed}) = '';
+        $r->{json} = json_decode($r->{body});
+        push @$res, $r;
+    }
+}
+
+
+# "<epoch>-<seq>" -> (epoch, seq); () when the id has another shape.
+
+sub id_parts
+{
+    my ($id) = @_;
+    return () unless defined $id && $id =~ /^(\d+)-(\d+)\z/;
+    return ($1, $2);
+}
+
+
+# Opens a stream, waits for its connected event, publishes $marker (a
+# hashref) to $pub_path, and collects the events before the marker: the
+# replay.  Returns { stream, connected, replay => [events], marker => id }.
+# The marker must be one the stream receives (its session or a broadcast).
+
+sub stream_replay
+{
+    my ($self, $path, $pub_path, $marker, %opt) = @_;
+
+    my $s = $self->sse($path, %opt);
+    die "stream $path: status $s->{status}\n" unless $s->{status} == 200;
+
+    my ($c) = $s->wait_events(1, 5);
+    die "stream $path: no connected event\n"
+        unless $c && $c->{json} && ($c->{json}{type} // '') eq 'connected';
+
+    my $id = $self->publish_ok($pub_path, $marker);
+    my @ev = $s->wait_for_event($id, 5);
+    die "stream $path: marker $id not received\n" unless @ev;
+    pop @ev;
+
+    return { stream => $s, connected => $c, replay => \@ev, marker => $id };
 }
 
 
