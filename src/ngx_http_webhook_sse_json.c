@@ -94,7 +94,7 @@ static int ngx_http_webhook_sse_json_emit(
     ngx_http_webhook_sse_json_ctx_t *ctx);
 static int ngx_http_webhook_sse_json_generated(
     ngx_http_webhook_sse_json_ctx_t *ctx, yajl_gen_status status);
-static void ngx_http_webhook_sse_json_scalar_done(
+static void ngx_http_webhook_sse_json_value_done(
     ngx_http_webhook_sse_json_ctx_t *ctx);
 static int ngx_http_webhook_sse_json_reserved(const unsigned char *key,
     size_t len);
@@ -312,8 +312,9 @@ ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res)
 
 /*
  * "a.b.c" names key "c" in the object under key "b" in the object under
- * key "a" of the top object.  A path longer than the nesting limit can
- * never be present: it keeps no components and so matches no key.
+ * key "a" of the top object; an empty component names the empty key.
+ * A path longer than the nesting limit can never be present: it keeps no
+ * components and so matches no key.
  */
 
 static void
@@ -433,7 +434,7 @@ ngx_http_webhook_sse_json_value(ngx_http_webhook_sse_json_ctx_t *ctx,
         return 0;
     }
 
-    /* yajl lets overlong forms, surrogates and values past U+10FFFF by */
+    /* yajl lets overlong forms, surrogates and code points > U+10FFFF by */
 
     if (type == NGX_HTTP_WEBHOOK_SSE_JSON_STRING
         && ngx_http_webhook_sse_json_utf8_length(s, len) != len)
@@ -566,10 +567,10 @@ ngx_http_webhook_sse_json_generated(ngx_http_webhook_sse_json_ctx_t *ctx,
 }
 
 
-/* a scalar or a container ended: a dropped top-level value may be over */
+/* a value ended: a dropped top-level value may be over */
 
 static void
-ngx_http_webhook_sse_json_scalar_done(ngx_http_webhook_sse_json_ctx_t *ctx)
+ngx_http_webhook_sse_json_value_done(ngx_http_webhook_sse_json_ctx_t *ctx)
 {
     if (ctx->depth == 1) {
         ctx->skipping = 0;
@@ -677,7 +678,7 @@ ngx_http_webhook_sse_json_null(void *data)
         return 0;
     }
 
-    ngx_http_webhook_sse_json_scalar_done(ctx);
+    ngx_http_webhook_sse_json_value_done(ctx);
 
     return 1;
 }
@@ -704,7 +705,7 @@ ngx_http_webhook_sse_json_boolean(void *data, int b)
         return 0;
     }
 
-    ngx_http_webhook_sse_json_scalar_done(ctx);
+    ngx_http_webhook_sse_json_value_done(ctx);
 
     return 1;
 }
@@ -733,7 +734,7 @@ ngx_http_webhook_sse_json_number(void *data, const char *s, size_t len)
         return 0;
     }
 
-    ngx_http_webhook_sse_json_scalar_done(ctx);
+    ngx_http_webhook_sse_json_value_done(ctx);
 
     return 1;
 }
@@ -761,7 +762,7 @@ ngx_http_webhook_sse_json_string(void *data, const unsigned char *s,
         return 0;
     }
 
-    ngx_http_webhook_sse_json_scalar_done(ctx);
+    ngx_http_webhook_sse_json_value_done(ctx);
 
     return 1;
 }
@@ -844,7 +845,7 @@ ngx_http_webhook_sse_json_end_map(void *data)
 
     ctx->depth--;
 
-    ngx_http_webhook_sse_json_scalar_done(ctx);
+    ngx_http_webhook_sse_json_value_done(ctx);
 
     return 1;
 }
@@ -893,7 +894,7 @@ ngx_http_webhook_sse_json_end_array(void *data)
 
     ctx->depth--;
 
-    ngx_http_webhook_sse_json_scalar_done(ctx);
+    ngx_http_webhook_sse_json_value_done(ctx);
 
     return 1;
 }

@@ -1,0 +1,1400 @@
+
+/*
+ * Unit tests of src/ngx_http_webhook_sse_json.c, printing TAP.
+ *
+ * Built and run by t/00-json-unit.t; by hand:
+ *   cc -Wall -Wextra -Isrc t/unit/json_test.c src/ngx_http_webhook_sse_json.c
+ *      $(pkg-config --cflags --libs yajl) && ./a.out
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "ngx_http_webhook_sse_json.h"
+
+
+#define OK       NGX_HTTP_WEBHOOK_SSE_JSON_OK
+#define INVALID  NGX_HTTP_WEBHOOK_SSE_JSON_INVALID
+
+
+static int  tests;
+static int  failures;
+
+
+static int
+check(int ok, const char *name)
+{
+    const char  *p;
+
+    tests++;
+
+    if (!ok) {
+        failures++;
+    }
+
+    printf("%sok %d - ", ok ? "" : "not ", tests);
+
+    /* a test name must stay on its line and must not start a directive */
+
+    for (p = name; *p; p++) {
+        putchar(((unsigned char) *p < 0x20 || *p == '#') ? '?' : *p);
+    }
+
+    putchar('\n');
+
+    return ok;
+}
+
+
+static void
+diag_bytes(const char *what, const unsigned char *s, size_t len)
+{
+    size_t  i;
+
+    printf("#   %s (%zu bytes): ", what, len);
+
+    if (s == NULL) {
+        printf("NULL\n");
+        return;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (s[i] >= 0x20 && s[i] < 0x7f) {
+            putchar(s[i]);
+
+        } else {
+            printf("\\x%02x", s[i]);
+        }
+    }
+
+    putchar('\n');
+}
+
+
+static ngx_http_webhook_sse_json_conf_t
+conf_of(const char *session, const char *message)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    conf.session_path = (const unsigned char *) session;
+    conf.session_path_len = session ? strlen(session) : 0;
+    conf.message_path = (const unsigned char *) message;
+    conf.message_path_len = message ? strlen(message) : 0;
+
+    return conf;
+}
+
+
+/* the module's defaults */
+
+static ngx_http_webhook_sse_json_conf_t
+conf_default(void)
+{
+    return conf_of("sessionId", "message");
+}
+
+
+static int
+result_clean(const ngx_http_webhook_sse_json_result_t *res)
+{
+    return res->members == NULL && res->members_len == 0
+           && res->session == NULL && res->session_len == 0;
+}
+
+
+/*
+ * Parses body (len bytes) and checks the outcome: with error NULL it must
+ * be accepted with exactly these members and session (NULL: none); else
+ * rejected with exactly this error and nothing left allocated.
+ */
+
+static int
+expect_n(const char *name, const ngx_http_webhook_sse_json_conf_t *conf,
+    const char *body, size_t len, const char *members, const char *session,
+    const char *error)
+{
+    int                                 rc, ok;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    memset(&res, 0x5a, sizeof(res));
+
+    rc = ngx_http_webhook_sse_json_parse(conf, (const unsigned char *) body,
+                                         len, &res);
+
+    if (error == NULL) {
+        ok = rc == OK
+             && res.members != NULL
+             && res.members_len == strlen(members)
+             && memcmp(res.members, members, res.members_len) == 0
+             && res.members[res.members_len] == '\0'
+             && res.error[0] == '\0'
+             && (session == NULL
+                 ? (res.session == NULL && res.session_len == 0)
+                 : (res.session != NULL
+                    && res.session_len == strlen(session)
+                    && memcmp(res.session, session, res.session_len) == 0));
+
+    } else {
+        ok = rc == INVALID
+             && result_clean(&res)
+             && strcmp(res.error, error) == 0;
+    }
+
+    if (!check(ok, name)) {
+        printf("#   rc %d, error \"%s\"\n", rc, res.error);
+        diag_bytes("members", res.members, res.members_len);
+        diag_bytes("session", res.session, res.session_len);
+        printf("#   expected %s\n", error ? error : members);
+    }
+
+    ngx_http_webhook_sse_json_free(&res);
+
+    return ok;
+}
+
+
+static int
+expect(const char *name, const ngx_http_webhook_sse_json_conf_t *conf,
+    const char *body, const char *members, const char *session,
+    const char *error)
+{
+    return expect_n(name, conf, body, strlen(body), members, session, error);
+}
+
+
+static void
+test_members(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf, pass;
+
+    conf = conf_default();
+
+    expect("members re-serialized, reserved type dropped, numbers verbatim",
+           &conf,
+           "{\"message\":\"hi\",\"sessionId\":\"s1\",\"type\":\"x\","
+           "\"n\":1.50e3,\"o\":{\"a\":[1,{\"b\":null}]}}",
+           "\"message\":\"hi\",\"sessionId\":\"s1\",\"n\":1.50e3,"
+           "\"o\":{\"a\":[1,{\"b\":null}]}",
+           "s1", NULL);
+
+    expect("whitespace is compacted", &conf,
+           " \t\r\n{ \"message\" : \"hi\" ,\n \"a\" : [ 1 , true , false ,"
+           " null , { } , [ ] ] }\n ",
+           "\"message\":\"hi\",\"a\":[1,true,false,null,{},[]]", NULL, NULL);
+
+    expect("reserved keys dropped with nested values", &conf,
+           "{\"type\":{\"a\":[1,{\"b\":[2,{\"c\":3}]}],\"d\":{}},"
+           "\"message\":\"m\",\"messageId\":[[[]],{\"x\":\"y\"}],"
+           "\"timestamp\":123,\"x\":true,\"type\":null}",
+           "\"message\":\"m\",\"x\":true", NULL, NULL);
+
+    expect("reserved key written with escapes is dropped", &conf,
+           "{\"typ\\u0065\":1,\"message\":\"m\",\"time\\u0073tamp\":2}",
+           "\"message\":\"m\"", NULL, NULL);
+
+    expect("reserved names below the top level are kept", &conf,
+           "{\"message\":\"m\",\"o\":{\"type\":1,\"messageId\":[2],"
+           "\"timestamp\":{\"t\":3}},\"a\":[{\"type\":4}]}",
+           "\"message\":\"m\",\"o\":{\"type\":1,\"messageId\":[2],"
+           "\"timestamp\":{\"t\":3}},\"a\":[{\"type\":4}]", NULL, NULL);
+
+    expect("keys similar to reserved ones are kept", &conf,
+           "{\"message\":\"m\",\"Type\":1,\"types\":2,\"typ\":3,"
+           "\"messageid\":4}",
+           "\"message\":\"m\",\"Type\":1,\"types\":2,\"typ\":3,"
+           "\"messageid\":4", NULL, NULL);
+
+    expect("numbers pass through verbatim", &conf,
+           "{\"message\":\"m\",\"a\":[-0,0,1E+2,1e-7,-12.50,0.0000010,"
+           "123456789012345678901234567890,1.7976931348623157e309]}",
+           "\"message\":\"m\",\"a\":[-0,0,1E+2,1e-7,-12.50,0.0000010,"
+           "123456789012345678901234567890,1.7976931348623157e309]",
+           NULL, NULL);
+
+    expect("newlines and data: lines are escaped in members", &conf,
+           "{\"message\":\"line1\\nline2\\r\\ndata: x\\r\\n\\n\","
+           "\"k\\ny\":\"\\u0001\\u001f\\t\\b\\f\"}",
+           "\"message\":\"line1\\nline2\\r\\ndata: x\\r\\n\\n\","
+           "\"k\\ny\":\"\\u0001\\u001F\\t\\b\\f\"", NULL, NULL);
+
+    expect("escaped NUL stays escaped in members", &conf,
+           "{\"message\":\"a\\u0000b\"}",
+           "\"message\":\"a\\u0000b\"", NULL, NULL);
+
+    expect("quotes and backslashes stay escaped, slash is not escaped",
+           &conf,
+           "{\"message\":\"say \\\"hi\\\" \\\\ a/b \\/ c\"}",
+           "\"message\":\"say \\\"hi\\\" \\\\ a/b / c\"", NULL, NULL);
+
+    expect("unicode escapes become UTF-8, raw UTF-8 is kept", &conf,
+           "{\"message\":\"\\u00e9\\u20ac\\ud83d\\ude00 \xc3\xa9\xe2\x82\xac"
+           "\xf0\x9f\x98\x80\"}",
+           "\"message\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \xc3\xa9"
+           "\xe2\x82\xac\xf0\x9f\x98\x80\"", NULL, NULL);
+
+    expect("empty object without required fields gives empty members",
+           (pass = conf_of(NULL, NULL), &pass), "{}", "", NULL, NULL);
+
+    expect("object of reserved keys only gives empty members", &pass,
+           "{\"type\":\"x\",\"timestamp\":1}", "", NULL, NULL);
+
+    expect("order and duplicate ordinary keys are kept", &conf,
+           "{\"z\":1,\"message\":\"m\",\"a\":2,\"z\":3}",
+           "\"z\":1,\"message\":\"m\",\"a\":2,\"z\":3", NULL, NULL);
+
+    expect("empty key is kept", &conf,
+           "{\"\":\"\",\"message\":\"m\"}",
+           "\"\":\"\",\"message\":\"m\"", NULL, NULL);
+}
+
+
+static void
+test_no_raw_newlines(void)
+{
+    int                                 rc, ok;
+    size_t                              i;
+    ngx_http_webhook_sse_json_conf_t    conf;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    static const char  body[] =
+        "{\"message\":\"a\\nb\\rc\\r\\nd\",\"e\\n\":[\"\\n\\n\","
+        "{\"\\r\":\"data: x\\n\\nid: 1\\n\"}],\"f\":\"\\u000a\\u000D\"}";
+
+    conf = conf_default();
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *) body,
+                                         sizeof(body) - 1, &res);
+
+    ok = (rc == OK);
+
+    for (i = 0; ok && i < res.members_len; i++) {
+        if (res.members[i] < 0x20) {
+            ok = 0;
+        }
+    }
+
+    check(ok, "no raw control byte in members of escaped line breaks");
+
+    ngx_http_webhook_sse_json_free(&res);
+}
+
+
+static void
+test_passthrough(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    conf = conf_of("request_id", NULL);
+
+    expect("passthrough without message field", &conf,
+           "{\"request_id\":\"r-1\",\"status\":\"done\","
+           "\"response\":{\"x\":[1,2],\"y\":\"z\"}}",
+           "\"request_id\":\"r-1\",\"status\":\"done\","
+           "\"response\":{\"x\":[1,2],\"y\":\"z\"}", "r-1", NULL);
+
+    expect("passthrough allows a non-string message", &conf,
+           "{\"message\":{\"a\":1}}", "\"message\":{\"a\":1}", NULL, NULL);
+
+    conf = conf_of(NULL, NULL);
+
+    expect("no fields configured: any object, no session", &conf,
+           "{\"sessionId\":5,\"message\":\"\"}",
+           "\"sessionId\":5,\"message\":\"\"", NULL, NULL);
+
+    conf = conf_of("sessionId", "message");
+
+    expect("absent session is a broadcast", &conf,
+           "{\"message\":\"hello\"}", "\"message\":\"hello\"", NULL, NULL);
+}
+
+
+static void
+test_dotted_paths(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    conf = conf_of("data.conversation_id", "message");
+
+    expect("dotted session path found", &conf,
+           "{\"message\":\"m\",\"data\":{\"x\":{\"conversation_id\":\"no\"},"
+           "\"conversation_id\":\"c1\",\"y\":1}}",
+           "\"message\":\"m\",\"data\":{\"x\":{\"conversation_id\":\"no\"},"
+           "\"conversation_id\":\"c1\",\"y\":1}", "c1", NULL);
+
+    expect("dotted path: intermediate value is a string", &conf,
+           "{\"message\":\"m\",\"data\":\"conversation_id\"}",
+           "\"message\":\"m\",\"data\":\"conversation_id\"", NULL, NULL);
+
+    expect("dotted path: intermediate value is an array", &conf,
+           "{\"message\":\"m\",\"data\":[{\"conversation_id\":\"c\"}]}",
+           "\"message\":\"m\",\"data\":[{\"conversation_id\":\"c\"}]",
+           NULL, NULL);
+
+    expect("dotted path: key at the wrong depth", &conf,
+           "{\"message\":\"m\",\"conversation_id\":\"top\","
+           "\"x\":{\"data\":{\"conversation_id\":\"deep\"}}}",
+           "\"message\":\"m\",\"conversation_id\":\"top\","
+           "\"x\":{\"data\":{\"conversation_id\":\"deep\"}}", NULL, NULL);
+
+    expect("dotted path: key named with the dot is not the path", &conf,
+           "{\"message\":\"m\",\"data.conversation_id\":\"c\"}",
+           "\"message\":\"m\",\"data.conversation_id\":\"c\"", NULL, NULL);
+
+    expect("dotted path: found after an earlier sibling object", &conf,
+           "{\"message\":\"m\",\"other\":{\"conversation_id\":\"o\"},"
+           "\"data\":{\"a\":{\"b\":[]},\"conversation_id\":\"c2\"}}",
+           "\"message\":\"m\",\"other\":{\"conversation_id\":\"o\"},"
+           "\"data\":{\"a\":{\"b\":[]},\"conversation_id\":\"c2\"}",
+           "c2", NULL);
+
+    expect("dotted path: duplicate through two objects", &conf,
+           "{\"message\":\"m\",\"data\":{\"conversation_id\":\"a\"},"
+           "\"data\":{\"conversation_id\":\"b\"}}",
+           NULL, NULL, "duplicate field \"data.conversation_id\"");
+
+    expect("dotted path: not a string", &conf,
+           "{\"message\":\"m\",\"data\":{\"conversation_id\":42}}",
+           NULL, NULL, "field \"data.conversation_id\" must be a string");
+
+    conf = conf_of("sessionId", "payload.text.body");
+
+    expect("three-level message path present", &conf,
+           "{\"payload\":{\"text\":{\"body\":\"b\"}}}",
+           "\"payload\":{\"text\":{\"body\":\"b\"}}", NULL, NULL);
+
+    expect("three-level message path absent", &conf,
+           "{\"payload\":{\"text\":\"body\"}}",
+           NULL, NULL, "field \"payload.text.body\" is required");
+
+    expect("three-level message path empty", &conf,
+           "{\"payload\":{\"text\":{\"body\":\"\"}}}",
+           NULL, NULL, "field \"payload.text.body\" must be a non-empty "
+           "string");
+
+    conf = conf_of("sessionId", "message");
+
+    expect("path without dots does not match nested keys", &conf,
+           "{\"message\":\"m\",\"o\":{\"sessionId\":\"x\"}}",
+           "\"message\":\"m\",\"o\":{\"sessionId\":\"x\"}", NULL, NULL);
+
+    expect("path matches the unescaped key", &conf,
+           "{\"m\\u0065ssage\":\"m\",\"session\\u0049d\":\"s\"}",
+           "\"message\":\"m\",\"sessionId\":\"s\"", "s", NULL);
+
+    conf = conf_of("SessionId", "message");
+
+    expect("path matching is case-sensitive", &conf,
+           "{\"message\":\"m\",\"sessionId\":\"s\"}",
+           "\"message\":\"m\",\"sessionId\":\"s\"", NULL, NULL);
+
+    conf = conf_of("type", "message");
+
+    expect("a field under a reserved key is read though dropped", &conf,
+           "{\"message\":\"m\",\"type\":\"t1\"}",
+           "\"message\":\"m\"", "t1", NULL);
+}
+
+
+static void
+test_invalid_json(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf, pass;
+
+    static const char  *bodies[] = {
+        " ",
+        "\n\t ",
+        "{",
+        "}",
+        "{\"message\":\"m\"",
+        "{\"message\":}",
+        "{\"message\":\"m\",}",
+        "{\"message\" \"m\"}",
+        "{'message':'m'}",
+        "{message:\"m\"}",
+        "{\"message\":\"m\",\"a\":[1,]}",
+        "{\"message\":\"m\",\"a\":01}",
+        "{\"message\":\"m\",\"a\":1.}",
+        "{\"message\":\"m\",\"a\":+1}",
+        "{\"message\":\"m\",\"a\":NaN}",
+        "{\"message\":\"m\",\"a\":tru}",
+        "{\"message\":\"m\",\"a\":\"\\x\"}",
+        "{\"message\":\"m\",\"a\":\"\\u12\"}",
+        "{\"message\":\"unterminated}",
+        "{\"message\":\"raw\nnewline\"}",
+        "{\"message\":\"raw\ttab\"}",
+        "{/* comment */\"message\":\"m\"}",
+        "{\"message\":\"m\"} // comment",
+        "{\"message\":\"m\"} x",
+        "{\"message\":\"m\"}{}",
+        "{\"message\":\"m\"} {\"message\":\"n\"}",
+        "{\"message\":\"m\"}]",
+        "{\"message\":\"m\"}}",
+        "{\"message\":\"m\",\"a\":[}",
+        "{\"message\":\"m\",\"a\":{]}",
+        "\xef\xbb\xbf{\"message\":\"m\"}",
+        NULL
+    };
+
+    const char  **b;
+    char          name[200];
+
+    conf = conf_default();
+
+    expect_n("empty body", &conf, "", 0, NULL, NULL, "invalid JSON");
+    expect_n("NULL body", &conf, NULL, 0, NULL, NULL, "invalid JSON");
+
+    for (b = bodies; *b; b++) {
+        snprintf(name, sizeof(name), "syntax error rejected: %.100s", *b);
+        expect(name, &conf, *b, NULL, NULL, "invalid JSON");
+    }
+
+    expect_n("NUL byte inside a string", &conf,
+             "{\"message\":\"a\0b\"}", 17, NULL, NULL, "invalid JSON");
+    expect_n("NUL byte inside a key", &conf,
+             "{\"mes\0sage\":\"ab\"}", 17, NULL, NULL, "invalid JSON");
+    expect_n("NUL byte between tokens", &conf,
+             "{\"message\":\0\"ab\"}", 17, NULL, NULL, "invalid JSON");
+    expect_n("NUL byte after the object", &conf,
+             "{\"message\":\"ab\"}\0", 17, NULL, NULL, "invalid JSON");
+    expect_n("NUL byte before the object", &conf,
+             "\0{\"message\":\"ab\"}", 17, NULL, NULL, "invalid JSON");
+    expect_n("length counts, not NUL termination", &conf,
+             "{\"message\":\"ab\"}garbage", 16, "\"message\":\"ab\"",
+             NULL, NULL);
+
+    expect("a field error does not hide a syntax error later", &conf,
+           "{\"message\":5,\"a\":", NULL, NULL, "invalid JSON");
+
+    expect("a session error does not hide trailing garbage", &conf,
+           "{\"message\":\"m\",\"sessionId\":null} x", NULL, NULL,
+           "invalid JSON");
+
+    pass = conf_of(NULL, NULL);
+
+    expect("invalid JSON in passthrough mode", &pass, "{\"a\":1,}",
+           NULL, NULL, "invalid JSON");
+}
+
+
+static void
+test_invalid_utf8(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    static const struct {
+        const char  *name;
+        const char  *bytes;
+    } bad[] = {
+        { "lone continuation byte", "\x80" },
+        { "byte 0xff", "\xff" },
+        { "byte 0xfe", "\xfe" },
+        { "overlong slash C0 AF", "\xc0\xaf" },
+        { "overlong NUL C0 80", "\xc0\x80" },
+        { "overlong C1 BF", "\xc1\xbf" },
+        { "overlong 3 bytes E0 80 AF", "\xe0\x80\xaf" },
+        { "overlong 4 bytes F0 80 80 AF", "\xf0\x80\x80\xaf" },
+        { "surrogate ED A0 80", "\xed\xa0\x80" },
+        { "surrogate ED BF BF", "\xed\xbf\xbf" },
+        { "above U+10FFFF F4 90 80 80", "\xf4\x90\x80\x80" },
+        { "F5 lead byte", "\xf5\x80\x80\x80" },
+        { "truncated 2-byte", "\xc3" },
+        { "truncated 3-byte", "\xe2\x82" },
+        { "truncated 4-byte", "\xf0\x9f\x98" },
+        { "bad continuation", "\xe2\x28\xa1" },
+        { NULL, NULL }
+    };
+
+    int   i;
+    char  body[100], name[200];
+
+    conf = conf_default();
+
+    for (i = 0; bad[i].name; i++) {
+        snprintf(body, sizeof(body), "{\"message\":\"a%sb\"}", bad[i].bytes);
+        snprintf(name, sizeof(name), "invalid UTF-8 in a value: %s",
+                 bad[i].name);
+        expect(name, &conf, body, NULL, NULL, "invalid JSON");
+
+        snprintf(body, sizeof(body), "{\"message\":\"m\",\"k%s\":1}",
+                 bad[i].bytes);
+        snprintf(name, sizeof(name), "invalid UTF-8 in a key: %s",
+                 bad[i].name);
+        expect(name, &conf, body, NULL, NULL, "invalid JSON");
+    }
+
+    expect("invalid UTF-8 deep in a dropped value", &conf,
+           "{\"message\":\"m\",\"type\":[{\"a\":\"\xed\xa0\x80\"}]}",
+           NULL, NULL, "invalid JSON");
+
+    expect("invalid UTF-8 outside strings", &conf,
+           "{\"message\":\"m\"\xc3\xa9}", NULL, NULL, "invalid JSON");
+
+    expect("escaped lone low surrogate", &conf,
+           "{\"message\":\"\\udc00\"}", NULL, NULL, "invalid JSON");
+
+    expect("boundary code points accepted", &conf,
+           "{\"message\":\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf"
+           "\xee\x80\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"}",
+           "\"message\":\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf"
+           "\xee\x80\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"",
+           NULL, NULL);
+}
+
+
+static void
+test_not_object(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    static const char  *bodies[] = {
+        "[]", "[{\"message\":\"m\"}]", "\"message\"", "1", "-2.5", "null",
+        "true", "false", " [1,2", NULL
+    };
+
+    const char  **b;
+    char          name[100];
+
+    conf = conf_default();
+
+    for (b = bodies; *b; b++) {
+        snprintf(name, sizeof(name), "not an object: %s", *b);
+        expect(name, &conf, *b, NULL, NULL, "body must be a JSON object");
+    }
+}
+
+
+static void *
+xmalloc(size_t size)
+{
+    void  *p;
+
+    p = malloc(size);
+    if (p == NULL) {
+        printf("Bail out! out of memory\n");
+        exit(1);
+    }
+
+    return p;
+}
+
+
+/* a, b and c in a new string */
+
+static char *
+concat(const char *a, const char *b, const char *c)
+{
+    char    *s;
+    size_t   a_len, b_len, c_len;
+
+    a_len = strlen(a);
+    b_len = strlen(b);
+    c_len = strlen(c);
+
+    s = xmalloc(a_len + b_len + c_len + 1);
+
+    memcpy(s, a, a_len);
+    memcpy(s + a_len, b, b_len);
+    memcpy(s + a_len + b_len, c, c_len + 1);
+
+    return s;
+}
+
+
+static char *
+nested(int levels, const char *open, const char *inner, const char *close)
+{
+    int     i;
+    char   *s, *p;
+    size_t  open_len, inner_len, close_len;
+
+    open_len = strlen(open);
+    inner_len = strlen(inner);
+    close_len = strlen(close);
+
+    s = xmalloc(levels * (open_len + close_len) + inner_len + 1);
+    p = s;
+
+    for (i = 0; i < levels; i++) {
+        memcpy(p, open, open_len);
+        p += open_len;
+    }
+
+    memcpy(p, inner, inner_len);
+    p += inner_len;
+
+    for (i = 0; i < levels; i++) {
+        memcpy(p, close, close_len);
+        p += close_len;
+    }
+
+    *p = '\0';
+
+    return s;
+}
+
+
+static void
+test_depth(void)
+{
+    char                              *body, *members, *inner;
+    clock_t                            start;
+    ngx_http_webhook_sse_json_conf_t   conf;
+
+    conf = conf_default();
+
+    /* the top object is level 1, 63 arrays more make 64 */
+
+    inner = nested(63, "[", "", "]");
+    body = concat("{\"message\":\"m\",\"a\":", inner, "}");
+    members = concat("\"message\":\"m\",\"a\":", inner, "");
+    expect("64 levels of arrays accepted", &conf, body, members, NULL, NULL);
+    free(inner);
+    free(body);
+    free(members);
+
+    inner = nested(64, "[", "", "]");
+    body = concat("{\"message\":\"m\",\"a\":", inner, "}");
+    expect("65 levels of arrays rejected", &conf, body, NULL, NULL,
+           "JSON nested too deeply");
+    free(inner);
+    free(body);
+
+    inner = nested(63, "{\"a\":", "1", "}");
+    body = concat("{\"message\":\"m\",\"o\":", inner, "}");
+    members = concat("\"message\":\"m\",\"o\":", inner, "");
+    expect("64 levels of objects accepted", &conf, body, members, NULL, NULL);
+    free(inner);
+    free(body);
+    free(members);
+
+    inner = nested(64, "{\"a\":", "1", "}");
+    body = concat("{\"message\":\"m\",\"o\":", inner, "}");
+    expect("65 levels of objects rejected", &conf, body, NULL, NULL,
+           "JSON nested too deeply");
+    free(inner);
+    free(body);
+
+    inner = nested(64, "[", "", "]");
+    body = concat("{\"message\":\"m\",\"type\":", inner, "}");
+    expect("65 levels inside a dropped value rejected", &conf, body,
+           NULL, NULL, "JSON nested too deeply");
+    free(inner);
+    free(body);
+
+    inner = nested(64, "[", "", "]");
+    body = concat("{\"message\":\"m\",\"a\":", inner, "");
+    body[strlen(body) - 40] = '\0';
+    expect("65 levels unterminated rejected as too deep", &conf, body,
+           NULL, NULL, "JSON nested too deeply");
+    free(inner);
+    free(body);
+
+    start = clock();
+
+    body = nested(100000, "[", "", "");
+    expect("100000 [ rejected", &conf, body, NULL, NULL,
+           "body must be a JSON object");
+    free(body);
+
+    inner = nested(100000, "[", "", "");
+    body = concat("{\"message\":\"m\",\"a\":", inner, "");
+    expect("object holding 100000 [ rejected", &conf, body, NULL, NULL,
+           "JSON nested too deeply");
+    free(inner);
+    free(body);
+
+    inner = nested(100000, "{\"a\":", "1", "}");
+    body = concat("{\"message\":\"m\",\"o\":", inner, "}");
+    expect("100000 nested objects rejected", &conf, body, NULL, NULL,
+           "JSON nested too deeply");
+    free(inner);
+    free(body);
+
+    check((double) (clock() - start) / CLOCKS_PER_SEC < 1.0,
+          "deep nesting rejected fast");
+}
+
+
+static void
+test_message_field(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    static const char  *values[] = {
+        "\"\"", "1", "0", "null", "true", "false", "{}", "{\"a\":\"b\"}",
+        "[]", "[\"m\"]", NULL
+    };
+
+    const char  **v;
+    char          body[100], name[200];
+
+    conf = conf_default();
+
+    expect("message absent", &conf, "{\"sessionId\":\"s\"}",
+           NULL, NULL, "field \"message\" is required");
+
+    expect("message absent from empty object", &conf, "{}",
+           NULL, NULL, "field \"message\" is required");
+
+    for (v = values; *v; v++) {
+        snprintf(body, sizeof(body), "{\"message\":%s}", *v);
+        snprintf(name, sizeof(name), "message rejected: %s", *v);
+        expect(name, &conf, body, NULL, NULL,
+               "field \"message\" must be a non-empty string");
+    }
+
+    expect("message duplicate", &conf,
+           "{\"message\":\"a\",\"message\":\"b\"}",
+           NULL, NULL, "duplicate field \"message\"");
+
+    expect("message duplicate, second written with an escape", &conf,
+           "{\"message\":\"a\",\"messag\\u0065\":\"b\"}",
+           NULL, NULL, "duplicate field \"message\"");
+
+    expect("message of one space accepted", &conf,
+           "{\"message\":\" \"}", "\"message\":\" \"", NULL, NULL);
+
+    expect("message of an escaped NUL accepted", &conf,
+           "{\"message\":\"\\u0000\"}", "\"message\":\"\\u0000\"",
+           NULL, NULL);
+
+    conf = conf_of("session_id", "text");
+
+    expect("configured message name in required error", &conf,
+           "{\"message\":\"m\"}", NULL, NULL, "field \"text\" is required");
+
+    expect("configured message name in type error", &conf,
+           "{\"text\":7}", NULL, NULL,
+           "field \"text\" must be a non-empty string");
+
+    expect("configured message name in duplicate error", &conf,
+           "{\"text\":\"a\",\"text\":\"b\"}", NULL, NULL,
+           "duplicate field \"text\"");
+
+    expect("configured names accepted", &conf,
+           "{\"text\":\"t\",\"session_id\":\"abc\"}",
+           "\"text\":\"t\",\"session_id\":\"abc\"", "abc", NULL);
+}
+
+
+static void
+test_session_field(void)
+{
+    char                              *body, *members, *s;
+    ngx_http_webhook_sse_json_conf_t   conf;
+
+    static const char  *types[] = {
+        "1", "0", "null", "true", "false", "{}", "{\"a\":\"b\"}", "[]",
+        "[\"s\"]", NULL
+    };
+
+    static const char  *invalid[] = {
+        "\"\"", "\"a\\nb\"", "\"a\\rb\"", "\"\\t\"", "\"\\u0000\"",
+        "\"a\\u001fb\"", "\"a\\u007fb\"", "\"a\x7f" "b\"", NULL
+    };
+
+    const char  **v;
+    char          buf[100], name[200];
+
+    conf = conf_default();
+
+    for (v = types; *v; v++) {
+        snprintf(buf, sizeof(buf), "{\"message\":\"m\",\"sessionId\":%s}",
+                 *v);
+        snprintf(name, sizeof(name), "session not a string: %s", *v);
+        expect(name, &conf, buf, NULL, NULL,
+               "field \"sessionId\" must be a string");
+    }
+
+    for (v = invalid; *v; v++) {
+        snprintf(buf, sizeof(buf), "{\"message\":\"m\",\"sessionId\":%s}",
+                 *v);
+        snprintf(name, sizeof(name), "session invalid: %s", *v);
+        expect(name, &conf, buf, NULL, NULL,
+               "field \"sessionId\" must be 1 to 256 bytes without "
+               "control characters");
+    }
+
+    expect("session duplicate", &conf,
+           "{\"message\":\"m\",\"sessionId\":\"a\",\"sessionId\":\"a\"}",
+           NULL, NULL, "duplicate field \"sessionId\"");
+
+    expect("session duplicate of another type", &conf,
+           "{\"sessionId\":\"a\",\"message\":\"m\",\"sessionId\":1}",
+           NULL, NULL, "duplicate field \"sessionId\"");
+
+    expect("first field error stands", &conf,
+           "{\"sessionId\":1,\"message\":2}", NULL, NULL,
+           "field \"sessionId\" must be a string");
+
+    expect("session before message", &conf,
+           "{\"sessionId\":\"x\",\"message\":\"m\"}",
+           "\"sessionId\":\"x\",\"message\":\"m\"", "x", NULL);
+
+    expect("session is unescaped", &conf,
+           "{\"message\":\"m\",\"sessionId\":\"a\\\"b\\\\c\\/d\\u00e9\"}",
+           "\"message\":\"m\",\"sessionId\":\"a\\\"b\\\\c/d\xc3\xa9\"",
+           "a\"b\\c/d\xc3\xa9", NULL);
+
+    expect("session with spaces and symbols", &conf,
+           "{\"message\":\"m\",\"sessionId\":\" <a&b> : data \"}",
+           "\"message\":\"m\",\"sessionId\":\" <a&b> : data \"",
+           " <a&b> : data ", NULL);
+
+    s = nested(256, "x", "", "");
+    body = concat("{\"message\":\"m\",\"sessionId\":\"", s, "\"}");
+    members = concat("\"message\":\"m\",\"sessionId\":\"", s, "\"");
+    expect("session of 256 bytes accepted", &conf, body, members, s, NULL);
+    free(s);
+    free(body);
+    free(members);
+
+    s = nested(257, "x", "", "");
+    body = concat("{\"message\":\"m\",\"sessionId\":\"", s, "\"}");
+    expect("session of 257 bytes rejected", &conf, body, NULL, NULL,
+           "field \"sessionId\" must be 1 to 256 bytes without control "
+           "characters");
+    free(s);
+    free(body);
+
+    /* 128 two-byte characters: 256 bytes, and one more */
+
+    s = nested(128, "\xc3\xa9", "", "");
+    body = concat("{\"message\":\"m\",\"sessionId\":\"", s, "\"}");
+    members = concat("\"message\":\"m\",\"sessionId\":\"", s, "\"");
+    expect("session of 256 UTF-8 bytes accepted", &conf, body, members, s,
+           NULL);
+    free(s);
+    free(body);
+    free(members);
+
+    s = nested(128, "\xc3\xa9", "a", "");
+    body = concat("{\"message\":\"m\",\"sessionId\":\"", s, "\"}");
+    expect("session of 257 UTF-8 bytes rejected", &conf, body, NULL, NULL,
+           "field \"sessionId\" must be 1 to 256 bytes without control "
+           "characters");
+    free(s);
+    free(body);
+}
+
+
+static void
+test_long_path(void)
+{
+    int                                 rc, ok;
+    char                               *path, *body, *members;
+    size_t                              len;
+    unsigned char                      *e;
+    ngx_http_webhook_sse_json_conf_t    conf;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    path = nested(300, "a", "", "");
+
+    conf = conf_of("sessionId", path);
+
+    rc = ngx_http_webhook_sse_json_parse(&conf,
+                                         (const unsigned char *) "{}", 2,
+                                         &res);
+
+    len = strlen(res.error);
+
+    ok = rc == INVALID
+         && len < NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN
+         && strncmp(res.error, "field \"aaaa", 11) == 0
+         && len > 13
+         && strcmp(res.error + len - 16, "...\" is required") == 0;
+
+    if (!check(ok, "long path truncated in the error")) {
+        printf("#   error \"%s\"\n", res.error);
+    }
+
+    ngx_http_webhook_sse_json_free(&res);
+    free(path);
+
+    /* a cut must not split a multi-byte character */
+
+    path = nested(150, "\xe2\x82\xac", "", "");
+
+    conf = conf_of(path, "message");
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *)
+                                         "{\"message\":\"m\",\"x\":1}", 21,
+                                         &res);
+
+    ok = (rc == OK && res.session == NULL);
+
+    check(ok, "long multi-byte path absent is fine");
+    ngx_http_webhook_sse_json_free(&res);
+
+    conf = conf_of("sessionId", path);
+
+    rc = ngx_http_webhook_sse_json_parse(&conf,
+                                         (const unsigned char *) "{}", 2,
+                                         &res);
+
+    len = strlen(res.error);
+    e = (unsigned char *) res.error;
+
+    ok = rc == INVALID
+         && len < NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN
+         && ngx_http_webhook_sse_json_session_valid(e, len > 256 ? 256 : len)
+         && strcmp(res.error + len - 16, "...\" is required") == 0;
+
+    if (!check(ok, "truncated multi-byte path stays valid UTF-8")) {
+        printf("#   error \"%s\"\n", res.error);
+    }
+
+    ngx_http_webhook_sse_json_free(&res);
+    free(path);
+
+    /* more components than levels: never present */
+
+    path = nested(70, "a.", "a", "");
+    conf = conf_of(path, NULL);
+
+    expect("path deeper than the limit is absent", &conf,
+           "{\"a\":{\"a\":1}}", "\"a\":{\"a\":1}", NULL, NULL);
+
+    free(path);
+
+    /* 64 components reach a key in the deepest object allowed */
+
+    path = nested(63, "a.", "a", "");
+    conf = conf_of(path, NULL);
+
+    body = nested(64, "{\"a\":", "\"deep\"", "}");
+    members = xmalloc(strlen(body));
+    strcpy(members, body + 1);
+    members[strlen(members) - 1] = '\0';
+
+    expect("path of 64 components found", &conf, body, members, "deep",
+           NULL);
+
+    free(body);
+    free(members);
+    free(path);
+}
+
+
+static void
+test_free(void)
+{
+    int                                 rc, ok;
+    ngx_http_webhook_sse_json_conf_t    conf;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    memset(&res, 0, sizeof(res));
+    ngx_http_webhook_sse_json_free(&res);
+    ngx_http_webhook_sse_json_free(&res);
+
+    check(result_clean(&res), "free on a zeroed result, twice");
+
+    conf = conf_default();
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *)
+                                         "{\"message\":\"m\",\"sessionId\":"
+                                         "\"s\"}", 31, &res);
+    ok = (rc == OK && res.session != NULL && res.members != NULL);
+
+    ngx_http_webhook_sse_json_free(&res);
+    ok = ok && result_clean(&res);
+    ngx_http_webhook_sse_json_free(&res);
+
+    check(ok, "free after success, twice");
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *)
+                                         "{\"sessionId\":\"s\",\"message\":1}",
+                                         29, &res);
+    ok = (rc == INVALID && result_clean(&res));
+    ngx_http_webhook_sse_json_free(&res);
+
+    check(ok, "session found before an error is released");
+
+    memset(&res, 0xa5, sizeof(res));
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *)
+                                         "{\"message\":\"m\"", 14, &res);
+    ok = (rc == INVALID && result_clean(&res)
+          && strcmp(res.error, "invalid JSON") == 0);
+
+    check(ok, "parse initializes the result fully");
+}
+
+
+static void
+test_session_valid(void)
+{
+    unsigned char  s[300];
+
+    static const struct {
+        const char  *name;
+        const char  *s;
+        int          valid;
+    } cases[] = {
+        { "ascii", "abc-123_XYZ", 1 },
+        { "spaces and punctuation", " a\"b\\c{}:/ ", 1 },
+        { "two-byte", "\xc3\xa9", 1 },
+        { "three-byte", "\xe2\x82\xac", 1 },
+        { "four-byte", "\xf0\x9f\x98\x80", 1 },
+        { "U+10FFFF", "\xf4\x8f\xbf\xbf", 1 },
+        { "U+D7FF", "\xed\x9f\xbf", 1 },
+        { "U+E000", "\xee\x80\x80", 1 },
+        { "U+0080 (C1 control is allowed)", "\xc2\x80", 1 },
+        { "LF", "a\nb", 0 },
+        { "CR", "a\rb", 0 },
+        { "tab", "\t", 0 },
+        { "0x1f", "\x1f", 0 },
+        { "DEL", "a\x7f", 0 },
+        { "overlong C0 80", "\xc0\x80", 0 },
+        { "overlong E0 9F BF", "\xe0\x9f\xbf", 0 },
+        { "overlong F0 8F BF BF", "\xf0\x8f\xbf\xbf", 0 },
+        { "surrogate ED A0 80", "\xed\xa0\x80", 0 },
+        { "surrogate ED BF BF", "\xed\xbf\xbf", 0 },
+        { "U+110000", "\xf4\x90\x80\x80", 0 },
+        { "F8 lead", "\xf8\x88\x80\x80\x80", 0 },
+        { "lone continuation", "a\x80", 0 },
+        { "truncated at the end", "ab\xe2\x82", 0 },
+        { "missing continuation", "\xc3" "a", 0 },
+        { "0xff", "\xff", 0 },
+        { NULL, NULL, 0 }
+    };
+
+    int   i;
+    char  name[200];
+
+    for (i = 0; cases[i].name; i++) {
+        snprintf(name, sizeof(name), "session_valid %s: %s",
+                 cases[i].valid ? "accepts" : "rejects", cases[i].name);
+        check(ngx_http_webhook_sse_json_session_valid(
+                  (const unsigned char *) cases[i].s, strlen(cases[i].s))
+              == cases[i].valid, name);
+    }
+
+    check(!ngx_http_webhook_sse_json_session_valid(
+              (const unsigned char *) "", 0), "session_valid rejects empty");
+
+    check(!ngx_http_webhook_sse_json_session_valid(
+              (const unsigned char *) "a\0b", 3),
+          "session_valid rejects NUL");
+
+    memset(s, 'x', sizeof(s));
+
+    check(ngx_http_webhook_sse_json_session_valid(s, 256),
+          "session_valid accepts 256 bytes");
+    check(ngx_http_webhook_sse_json_session_valid(s, 1),
+          "session_valid accepts 1 byte");
+    check(!ngx_http_webhook_sse_json_session_valid(s, 257),
+          "session_valid rejects 257 bytes");
+
+    /* a four-byte character straddling the length must not be read past */
+
+    memcpy(s + 254, "\xf0\x9f\x98\x80", 4);
+
+    check(!ngx_http_webhook_sse_json_session_valid(s, 256),
+          "session_valid rejects a character cut by the length");
+}
+
+
+/* decodes a JSON string body written by escape(); -1 when malformed */
+
+static long
+unescape(const unsigned char *s, size_t len, unsigned char *out)
+{
+    int            k;
+    size_t         i, n;
+    unsigned int   c;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] < 0x20 || s[i] == '"') {
+            return -1;
+        }
+
+        if (s[i] != '\\') {
+            out[n++] = s[i];
+            continue;
+        }
+
+        if (++i == len) {
+            return -1;
+        }
+
+        switch (s[i]) {
+        case '"':
+        case '\\':
+        case '/':
+            out[n++] = s[i];
+            break;
+        case 'n':
+            out[n++] = '\n';
+            break;
+        case 'r':
+            out[n++] = '\r';
+            break;
+        case 't':
+            out[n++] = '\t';
+            break;
+        case 'b':
+            out[n++] = '\b';
+            break;
+        case 'f':
+            out[n++] = '\f';
+            break;
+        case 'u':
+            if (len - i < 5) {
+                return -1;
+            }
+
+            c = 0;
+
+            for (k = 1; k <= 4; k++) {
+                c <<= 4;
+
+                if (s[i + k] >= '0' && s[i + k] <= '9') {
+                    c |= s[i + k] - '0';
+
+                } else if (s[i + k] >= 'a' && s[i + k] <= 'f') {
+                    c |= s[i + k] - 'a' + 10;
+
+                } else {
+                    return -1;
+                }
+            }
+
+            if (c > 0x7f) {
+                return -1;
+            }
+
+            out[n++] = (unsigned char) c;
+            i += 4;
+            break;
+        default:
+            return -1;
+        }
+    }
+
+    return (long) n;
+}
+
+
+typedef struct {
+    unsigned char  *s;
+    size_t          len;
+    int             strings;
+} decoded_t;
+
+
+static int
+decoded_string(void *data, const unsigned char *s, size_t len)
+{
+    decoded_t  *d;
+
+    d = data;
+
+    free(d->s);
+    d->s = malloc(len + 1);
+    if (d->s == NULL) {
+        return 0;
+    }
+
+    memcpy(d->s, s, len);
+    d->len = len;
+    d->strings++;
+
+    return 1;
+}
+
+
+/* yajl's reading of "<escaped>" must be exactly one string equal to src */
+
+static int
+yajl_round_trip(const unsigned char *src, size_t len)
+{
+    int             ok;
+    size_t          n;
+    decoded_t       d;
+    yajl_handle     h;
+    yajl_status     st;
+    unsigned char  *json;
+    yajl_callbacks  cb;
+
+    memset(&cb, 0, sizeof(cb));
+    cb.yajl_string = decoded_string;
+
+    memset(&d, 0, sizeof(d));
+
+    n = ngx_http_webhook_sse_json_escape(NULL, src, len);
+    json = xmalloc(n + 2);
+    json[0] = '"';
+    ngx_http_webhook_sse_json_escape(json + 1, src, len);
+    json[n + 1] = '"';
+
+    h = yajl_alloc(&cb, NULL, &d);
+
+    st = yajl_parse(h, json, n + 2);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    ok = st == yajl_status_ok && d.strings == 1 && d.len == len
+         && memcmp(d.s, src, len) == 0;
+
+    yajl_free(h);
+    free(d.s);
+    free(json);
+
+    return ok;
+}
+
+
+static void
+test_escape(void)
+{
+    int             c, ok, all;
+    long            decoded;
+    size_t          i, n, m;
+    unsigned char   src[256], out[256 * 6], back[256];
+
+    static const unsigned char  breakout[] =
+        "\"},\"type\":\"x\",\"a\":\"\\\"\n\ndata: {}\n\n\\";
+    static const unsigned char  utf8[] =
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+
+    static const char  *forms[] = {
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005",
+        "\\u0006", "\\u0007", "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r",
+        "\\u000e", "\\u000f", "\\u0010", "\\u0011", "\\u0012", "\\u0013",
+        "\\u0014", "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019",
+        "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f"
+    };
+
+    /* every byte alone: the exact form */
+
+    all = 1;
+
+    for (c = 0; c < 256; c++) {
+        unsigned char  b, o[8];
+        const char    *want;
+        char           one[2];
+
+        b = (unsigned char) c;
+
+        if (c < 0x20) {
+            want = forms[c];
+
+        } else if (c == '"') {
+            want = "\\\"";
+
+        } else if (c == '\\') {
+            want = "\\\\";
+
+        } else if (c == 0x7f) {
+            want = "\\u007f";
+
+        } else {
+            one[0] = (char) c;
+            one[1] = '\0';
+            want = one;
+        }
+
+        n = ngx_http_webhook_sse_json_escape(NULL, &b, 1);
+        memset(o, 0, sizeof(o));
+        m = ngx_http_webhook_sse_json_escape(o, &b, 1);
+
+        if (n != m || n != strlen(want) || memcmp(o, want, n) != 0) {
+            printf("#   byte 0x%02x escaped as \"%.*s\"\n", c, (int) m, o);
+            all = 0;
+        }
+    }
+
+    check(all, "escape: exact form of each of the 256 bytes");
+
+    /* all 256 bytes in one string */
+
+    for (i = 0; i < 256; i++) {
+        src[i] = (unsigned char) i;
+    }
+
+    n = ngx_http_webhook_sse_json_escape(NULL, src, 256);
+    memset(out, 0xee, sizeof(out));
+    m = ngx_http_webhook_sse_json_escape(out, src, 256);
+
+    check(n == m && n <= sizeof(out) && out[n] == 0xee,
+          "escape: length without dst equals bytes written");
+
+    ok = 1;
+
+    for (i = 0; i < m; i++) {
+        if (out[i] < 0x20 || out[i] == 0x7f) {
+            ok = 0;
+        }
+    }
+
+    check(ok, "escape: no raw control byte in the output");
+
+    /* every '"' is preceded by an odd run of backslashes */
+
+    ok = 1;
+
+    for (i = 0; i < m; i++) {
+        if (out[i] == '\\') {
+            i++;
+            continue;
+        }
+
+        if (out[i] == '"') {
+            ok = 0;
+        }
+    }
+
+    check(ok, "escape: no unescaped quote in the output");
+
+    decoded = unescape(out, m, back);
+
+    check(decoded == 256 && memcmp(back, src, 256) == 0,
+          "escape: all 256 bytes round-trip");
+
+    check(ngx_http_webhook_sse_json_escape(NULL, src, 0) == 0,
+          "escape: empty input");
+
+    check(yajl_round_trip(src, 128),
+          "escape: yajl reads bytes 0x00-0x7f back as one string");
+
+    check(yajl_round_trip(breakout, sizeof(breakout) - 1),
+          "escape: breaking out of the string is impossible");
+
+    check(yajl_round_trip(utf8, sizeof(utf8) - 1),
+          "escape: UTF-8 copied and read back");
+}
+
+
+int
+main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+
+    test_members();
+    test_no_raw_newlines();
+    test_passthrough();
+    test_dotted_paths();
+    test_invalid_json();
+    test_invalid_utf8();
+    test_not_object();
+    test_depth();
+    test_message_field();
+    test_session_field();
+    test_long_path();
+    test_free();
+    test_session_valid();
+    test_escape();
+
+    printf("1..%d\n", tests);
+
+    return failures ? 1 : 0;
+}
