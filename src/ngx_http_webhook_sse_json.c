@@ -69,6 +69,9 @@ typedef struct {
     int                                  rejected;
     int                                  nomem;
 
+    const unsigned char                 *drop_key;
+    size_t                               drop_key_len;
+
     ngx_http_webhook_sse_json_path_t     session;
     ngx_http_webhook_sse_json_path_t     message;
 } ngx_http_webhook_sse_json_ctx_t;
@@ -178,6 +181,8 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
     memset(&ctx, 0, sizeof(ngx_http_webhook_sse_json_ctx_t));
 
     ctx.res = res;
+    ctx.drop_key = conf->drop_key;
+    ctx.drop_key_len = conf->drop_key_len;
 
     ngx_http_webhook_sse_json_path_init(&ctx.session, conf->session_path,
                                         conf->session_path_len);
@@ -813,7 +818,11 @@ ngx_http_webhook_sse_json_map_key(void *data, const unsigned char *key,
     ngx_http_webhook_sse_json_path_key(&ctx->session, ctx->depth, key, len);
     ngx_http_webhook_sse_json_path_key(&ctx->message, ctx->depth, key, len);
 
-    if (ctx->depth == 1 && ngx_http_webhook_sse_json_reserved(key, len)) {
+    if (ctx->depth == 1
+        && (ngx_http_webhook_sse_json_reserved(key, len)
+            || (ctx->drop_key && ctx->drop_key_len == len
+                && memcmp(ctx->drop_key, key, len) == 0)))
+    {
         ctx->skipping = 1;
         return 1;
     }

@@ -31,6 +31,10 @@ typedef struct {
     /* dotted path of the required non-empty string; NULL: off */
     const unsigned char  *message_path;
     size_t                message_path_len;
+
+    /* one more top-level key to drop, like the reserved ones; NULL: none */
+    const unsigned char  *drop_key;
+    size_t                drop_key_len;
 } ngx_http_webhook_sse_json_conf_t;
 
 

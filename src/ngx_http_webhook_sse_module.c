@@ -234,7 +234,7 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
         }
     }
 
-    return NGX_OK;
+    return ngx_http_webhook_sse_error_filter_init(cf);
 }
 
 

@@ -84,6 +84,9 @@ typedef struct {
     u_char                       message_id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
     size_t                       message_id_len;
 
+    /* the JSON replacing an error page nginx made itself */
+    ngx_str_t                    error;
+
     /* streams only */
     ngx_http_webhook_sse_lchannel_t  *channel;
     ngx_queue_t                  channel_link;
@@ -127,6 +130,8 @@ ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
 ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
+
+ngx_int_t ngx_http_webhook_sse_error_filter_init(ngx_conf_t *cf);
 
 /* cross-worker doorbells (ngx_http_webhook_sse_notify.c) */
 ngx_int_t ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,

@@ -13,8 +13,8 @@
 
 static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone);
-static ngx_int_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf);
+static ngx_uint_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
 static ngx_uint_t ngx_http_webhook_sse_is_json(ngx_http_request_t *r);
 static void ngx_http_webhook_sse_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_publish(ngx_http_request_t *r);
@@ -33,6 +33,8 @@ ngx_int_t
 ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
+    ngx_uint_t                        status;
+    const char                       *error;
     ngx_table_elt_t                  *allow;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
 
@@ -57,9 +59,9 @@ ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
                                            "to publish");
     }
 
-    rc = ngx_http_webhook_sse_check_secret(r, wlcf);
-    if (rc != NGX_OK) {
-        return rc;
+    status = ngx_http_webhook_sse_check_secret(r, wlcf, &error);
+    if (status != NGX_OK) {
+        return ngx_http_webhook_sse_reject(r, status, error);
     }
 
     if (!ngx_http_webhook_sse_is_json(r)) {
@@ -71,16 +73,7 @@ ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
     rc = ngx_http_read_client_request_body(r,
                                            ngx_http_webhook_sse_body_handler);
 
-    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        /* the rest of the body is still coming: answer, then close */
-        r->keepalive = 0;
-        r->lingering_close = 1;
-
-        return ngx_http_webhook_sse_send_error(r, rc,
-                                               "request body is larger than "
-                                               "client_max_body_size");
-    }
-
+    /* 413 and the like: nginx's answer, made JSON by the error filter */
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
     }
@@ -115,11 +108,14 @@ ngx_http_webhook_sse_health(ngx_http_request_t *r,
 }
 
 
-/* constant-time in the secret's content; the length only sets the pace */
+/*
+ * NGX_OK, or the status to answer with and why.  Constant-time in the
+ * secret's content; the length only sets the pace.
+ */
 
-static ngx_int_t
+static ngx_uint_t
 ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf)
+    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error)
 {
     size_t             i;
     ngx_str_t          secret;
@@ -131,6 +127,7 @@ ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
     }
 
     if (ngx_http_complex_value(r, wlcf->secret, &secret) != NGX_OK) {
+        *error = "internal error";
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -138,17 +135,16 @@ ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "webhook_secret evaluated to an empty string, "
                       "refusing the publish");
-        return ngx_http_webhook_sse_reject(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "webhook secret is not "
-                                           "configured correctly");
+        *error = "webhook secret is not configured correctly";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     h = ngx_http_webhook_sse_find_header(r,
                                          &ngx_http_webhook_sse_secret_header);
 
     if (h == NULL) {
-        return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNAUTHORIZED,
-                                           "missing X-Webhook-Secret header");
+        *error = "missing X-Webhook-Secret header";
+        return NGX_HTTP_UNAUTHORIZED;
     }
 
     diff = (h->value.len != secret.len);
@@ -160,8 +156,8 @@ ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
     if (diff) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "webhook publish with a wrong X-Webhook-Secret");
-        return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNAUTHORIZED,
-                                           "invalid webhook secret");
+        *error = "invalid webhook secret";
+        return NGX_HTTP_UNAUTHORIZED;
     }
 
     return NGX_OK;
@@ -241,6 +237,20 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     jconf.session_path = wlcf->session_field.len ? wlcf->session_field.data
                                                  : NULL;
     jconf.session_path_len = wlcf->session_field.len;
+    jconf.drop_key = NULL;
+    jconf.drop_key_len = 0;
+
+    if (session.len) {
+        /*
+         * webhook_session names the target: the body's field is not
+         * looked at, and the event names the session it went to.
+         */
+        jconf.session_path = NULL;
+        jconf.session_path_len = 0;
+        jconf.drop_key = wlcf->session_key.data;
+        jconf.drop_key_len = wlcf->session_key.len;
+    }
+
     jconf.message_path = wlcf->message_field.len ? wlcf->message_field.data
                                                  : NULL;
     jconf.message_path_len = wlcf->message_field.len;

@@ -271,7 +271,6 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     ctx->detached = 1;
     ctx->chunked = r->chunked;
     ctx->request = NULL;
-    ngx_str_null(&ctx->session);
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
@@ -284,6 +283,9 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     r->keepalive = 0;
 
     ngx_http_free_request(r, 0);
+
+    /* it pointed into the request's memory; the log line has it */
+    ngx_str_null(&ctx->session);
 
     c->data = ctx;
     c->destroyed = 0;

@@ -81,6 +81,8 @@ conf_of(const char *session, const char *message)
 {
     ngx_http_webhook_sse_json_conf_t  conf;
 
+    memset(&conf, 0, sizeof(conf));
+
     conf.session_path = (const unsigned char *) session;
     conf.session_path_len = session ? strlen(session) : 0;
     conf.message_path = (const unsigned char *) message;
@@ -310,6 +312,26 @@ test_passthrough(void)
 
     expect("absent session is a broadcast", &conf,
            "{\"message\":\"hello\"}", "\"message\":\"hello\"", NULL, NULL);
+}
+
+
+static void
+test_drop_key(void)
+{
+    ngx_http_webhook_sse_json_conf_t  conf;
+
+    /* webhook_session names the target: the body's field is dropped */
+    conf = conf_of(NULL, "message");
+    conf.drop_key = (const unsigned char *) "sessionId";
+    conf.drop_key_len = sizeof("sessionId") - 1;
+
+    expect("drop key removes the top-level field with its value", &conf,
+           "{\"sessionId\":{\"a\":[1]},\"message\":\"m\","
+           "\"x\":{\"sessionId\":2}}",
+           "\"message\":\"m\",\"x\":{\"sessionId\":2}", NULL, NULL);
+
+    expect("drop key absent from the body changes nothing", &conf,
+           "{\"message\":\"m\"}", "\"message\":\"m\"", NULL, NULL);
 }
 
 
@@ -1382,6 +1404,7 @@ main(void)
     test_members();
     test_no_raw_newlines();
     test_passthrough();
+    test_drop_key();
     test_dotted_paths();
     test_invalid_json();
     test_invalid_utf8();
