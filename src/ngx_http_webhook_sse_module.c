@@ -387,10 +387,10 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
-            if (size < (ssize_t) (64 * ngx_pagesize)) {
+            if (size < (ssize_t) (16 * ngx_pagesize)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "zone \"%V\" is too small: at least %uzk",
-                                   &value[i], 64 * ngx_pagesize / 1024);
+                                   &value[i], 16 * ngx_pagesize / 1024);
                 return NGX_CONF_ERROR;
             }
 
