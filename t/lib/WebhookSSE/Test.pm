@@ -380,6 +380,25 @@ sub reload
     die "new workers did not start within 10 s after reload\n"
         . $self->_log_tail unless $ok;
 
+    # The master tells the old workers to quit only after starting the new
+    # ones; until they do, they still accept.  A quitting worker renames
+    # itself "worker process is shutting down" right before it closes its
+    # listening sockets.
+    $ok = wait_until(sub {
+        for my $pid (@old) {
+            next unless _alive($pid);
+            open my $fh, '<', "/proc/$pid/cmdline" or next;
+            my $title = <$fh> // '';
+            return 0 unless $title =~ /shutting down/;
+        }
+        return 1;
+    }, $opt{timeout} // 10);
+
+    die "old workers did not start shutting down within 10 s\n"
+        . $self->_log_tail unless $ok;
+
+    sleep 0.05;
+
     return @old;
 }
 
