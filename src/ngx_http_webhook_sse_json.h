@@ -62,7 +62,8 @@ typedef struct {
  * NGX_HTTP_WEBHOOK_SSE_JSON_OK, _INVALID (res->error says why) or _NOMEM.
  * res must be released with ngx_http_webhook_sse_json_free() in all cases.
  */
-int ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
+int ngx_http_webhook_sse_json_parse(
+    const ngx_http_webhook_sse_json_conf_t *conf,
     const unsigned char *body, size_t len,
     ngx_http_webhook_sse_json_result_t *res);
 

@@ -111,7 +111,8 @@ ngx_http_webhook_sse_notify_address(ngx_http_webhook_sse_zone_t *zone,
     p = ngx_snprintf((u_char *) sa->sun_path + 1, sizeof(sa->sun_path) - 1,
                      "nginx-webhook-sse/%016uxL/%P", zone->sh->nonce, pid);
 
-    return offsetof(struct sockaddr_un, sun_path) + (p - (u_char *) sa->sun_path);
+    return offsetof(struct sockaddr_un, sun_path)
+           + (p - (u_char *) sa->sun_path);
 }
 
 

@@ -87,7 +87,8 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * full restart), the nonce names this zone's doorbell sockets.
      */
     sh->epoch = (uint64_t) ngx_http_webhook_sse_now();
-    sh->nonce = sh->epoch ^ ((uint64_t) ngx_pid << 40) ^ (uint64_t) ngx_random();
+    sh->nonce = sh->epoch ^ ((uint64_t) ngx_pid << 40)
+                ^ (uint64_t) ngx_random();
     sh->next_channel_id = NGX_HTTP_WEBHOOK_SSE_BROADCAST + 1;
 
     len = sizeof(" in webhook zone \"\"") + shm_zone->shm.name.len;

@@ -48,7 +48,8 @@ struct ngx_http_webhook_sse_channel_s {
     ngx_queue_t                      lru;
     ngx_queue_t                      messages;
     uint64_t                         id;
-    uint64_t                         subscribers[NGX_HTTP_WEBHOOK_SSE_MASK_WORDS];
+    /* workers (slots) with streams on the channel */
+    uint64_t                 subscribers[NGX_HTTP_WEBHOOK_SSE_MASK_WORDS];
     ngx_uint_t                       count;
     size_t                           len;
     u_char                           key[1];
