@@ -18,6 +18,7 @@ package WebhookSSE::SSE;
 use strict;
 use warnings;
 
+use Compress::Raw::Zlib ();
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
@@ -62,6 +63,8 @@ sub new
             or die "cannot run @{ $opt{cmd} }: $!";
         $self->{fh} = $fh;
         $self->{cmd_pid} = $pid;
+        # curl -i prints the header but writes the body already decoded
+        $self->{decoded} = 1;
 
     } else {
         my $s = IO::Socket::INET->new(Proto => 'tcp')
@@ -366,7 +369,9 @@ sub _feed
         }
 
         my $h = $self->{headers};
-        if (($h->{'transfer-encoding'} // '') =~ /chunked/i) {
+        if ($self->{decoded}) {
+            $self->{state} = 'raw';
+        } elsif (($h->{'transfer-encoding'} // '') =~ /chunked/i) {
             $self->{state} = 'chunked';
             $self->{chunk_left} = undef;
         } elsif (defined $h->{'content-length'}) {
@@ -399,6 +404,23 @@ sub _feed
     }
 
     $self->{body_raw} .= $body;
+
+    if (!$self->{decoded}
+        && ($self->{headers}{'content-encoding'} // '') =~ /gzip/i)
+    {
+        $self->{inflate} //= Compress::Raw::Zlib::Inflate->new(
+            -WindowBits => Compress::Raw::Zlib::WANT_GZIP());
+        my $out = '';
+        my $in = $body;
+        my $st = $self->{inflate}->inflate($in, $out);
+        die "gzip stream: $st\n"
+            if $st != Compress::Raw::Zlib::Z_OK()
+               && $st != Compress::Raw::Zlib::Z_STREAM_END()
+               && $st != Compress::Raw::Zlib::Z_BUF_ERROR();
+        $body = $out;
+        $self->{gzip_bytes} += length $out;
+    }
+
     $self->_parse_sse($body, $eof || $self->{closed});
 }
 
