@@ -11,6 +11,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
+use IO::Select;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use WebhookSSE::Test;
 
@@ -26,6 +28,11 @@ my $t = WebhookSSE::Test->new(http => <<'EOF')->start;
 
         location = /small {
             client_max_body_size 64;
+            webhook_publish chat;
+        }
+
+        location = /filebody {
+            client_body_buffer_size 1k;
             webhook_publish chat;
         }
 
@@ -285,6 +292,105 @@ for my $m (qw(PUT DELETE PATCH OPTIONS)) {
 }
 
 
+# ----- bodies that arrive in other shapes ------------------------------------
+
+my %text_of;      # id -> expected message text for ids checked below
+
+sub accepted
+{
+    my ($r, $name, $text) = @_;
+    is($r->{status}, 200, $name) or diag $r->{body};
+    return unless $r->{status} == 200 && $r->{json};
+    push @good, $r->{json}{messageId};
+    push @all, $r->{json}{messageId};
+    $text_of{ $r->{json}{messageId} } = $text;
+}
+
+{
+    my $body = '{"message":"chunked body","sessionId":"good"}';
+    my $chunked = join '', map { sprintf("%x\r\n%s\r\n", length, $_) }
+                  substr($body, 0, 10), substr($body, 10, 20),
+                  substr($body, 30);
+    $chunked .= "0\r\n\r\n";
+    my $r = $t->request('POST', $PUB,
+                        headers => [ 'Content-Type' => 'application/json',
+                                     'Transfer-Encoding' => 'chunked' ],
+                        body => $chunked);
+    accepted($r, 'chunked request body: 200', 'chunked body');
+
+    my $big = json_encode({ message => 'x' x 200, sessionId => 'good' });
+    $r = $t->request('POST', '/small',
+                     headers => [ 'Content-Type' => 'application/json',
+                                  'Transfer-Encoding' => 'chunked' ],
+                     body => sprintf("%x\r\n%s\r\n0\r\n\r\n",
+                                     length $big, $big));
+    is($r->{status}, 413, 'chunked body over client_max_body_size: 413');
+
+    # the answer must not be a message id
+    my (undef, $seq) = id_parts($t->publish_ok($PUB, {
+        message => 'after chunked 413', sessionId => 'good' }));
+    my (undef, $last) = id_parts($all[-1]);
+    is($seq, $last + 1, 'chunked 413 used no message id');
+    push @good, "$epoch-$seq";
+    push @all, "$epoch-$seq";
+}
+
+{
+    my $text = 'expect ' . ('e' x 3000);
+    my $r = $t->request('POST', $PUB,
+                        headers => [ 'Content-Type' => 'application/json',
+                                     'Expect' => '100-continue' ],
+                        body => json_encode({ message => $text,
+                                              sessionId => 'good' }));
+    accepted($r, 'Expect: 100-continue: 200', $text);
+}
+
+{
+    # the body arrives in two parts, the second 300 ms later
+    my $text = 'slow body';
+    my $body = json_encode({ message => $text, sessionId => 'good' });
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->port, Proto => 'tcp')
+        or die "connect: $!";
+    print $s "POST $PUB HTTP/1.1\r\nHost: localhost\r\n"
+             . "Connection: close\r\nContent-Type: application/json\r\n"
+             . "Content-Length: " . length($body) . "\r\n\r\n"
+             . substr($body, 0, 12);
+    $s->flush;
+    my $early = IO::Select->new($s)->can_read(0.3);
+    ok(!$early, 'slow body: no answer before the body is complete');
+    print $s substr($body, 12);
+    $s->flush;
+    my $data = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read(5)) {
+        last unless sysread $s, $data, 65536, length $data;
+    }
+    close $s;
+    my ($status) = $data =~ m{^HTTP/1\.1 (\d+)};
+    my ($json) = $data =~ /\r\n\r\n(.*)\z/s;
+    accepted({ status => $status // 0, body => $data,
+               json => json_decode($json) },
+             'body arriving in two parts: 200', $text);
+}
+
+{
+    # larger than client_body_buffer_size: nginx keeps it in a temp file
+    my $text = 'from a file ' . join '', map { chr(65 + $_ % 26) } 1 .. 20000;
+    my $r = $t->publish('/filebody', { message => $text,
+                                       sessionId => 'good' });
+    accepted($r, 'body written to a temp file: 200', $text);
+}
+
+{
+    # one keep-alive connection, several publishes one after another
+    my @res = $t->publish_pipelined($PUB, [
+        map { { message => "keepalive $_", sessionId => 'good' } } 1 .. 3 ]);
+    accepted($res[$_ - 1], "keep-alive publish $_: 200", "keepalive $_")
+        for 1 .. 3;
+}
+
+
 # ----- nothing rejected was stored ------------------------------------------
 
 {
@@ -297,6 +403,13 @@ for my $m (qw(PUT DELETE PATCH OPTIONS)) {
               'fresh stream replays exactly the accepted messages, in '
               . 'order (' . scalar(@good) . ')')
         or diag explain { got => \@got, want => \@good };
+
+    my %got_text = map { ($_->{id} // '') => $_->{json}{message} }
+                   @{ $rp->{replay} };
+    my @wrong = grep { ($got_text{$_} // '') ne $text_of{$_} }
+                sort keys %text_of;
+    ok(!@wrong, 'bodies sent chunked, slowly, via a temp file arrive '
+                . 'intact') or diag "wrong: @wrong";
 
     my @texts = map { $_->{json}{message} // '' } @{ $rp->{replay} };
     ok(!grep({ $_ eq 'hi' || /^(bad|deep|a)\b/ } @texts),

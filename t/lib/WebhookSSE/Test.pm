@@ -609,6 +609,13 @@ sub _parse_response
 {
     my ($data, $head_only, $eof) = @_;
 
+    # skip interim responses (100 Continue)
+    my $skipped = 0;
+    while ($data =~ m{^HTTP/\d\.\d 1\d\d[^\r]*\r\n(?:[^\r]+\r\n)*\r\n}) {
+        $skipped += $+[0];
+        $data = substr $data, $+[0];
+    }
+
     my $i = index $data, "\r\n\r\n";
     return undef if $i < 0;
 
@@ -627,7 +634,7 @@ sub _parse_response
     }
 
     my $res = { status => $status, headers => \%h, complete => 0,
-                head => $head };
+                head => $head, interim => $skipped };
 
     if ($head_only || $status == 204 || $status == 304) {
         $res->{body} = '';
@@ -642,7 +649,7 @@ sub _parse_response
         if (length $rest >= $h{'content-length'}) {
             $res->{body} = substr $rest, 0, $h{'content-length'};
             $res->{complete} = 1;
-            $res->{consumed} = $i + 4 + $h{'content-length'};
+            $res->{consumed} = $skipped + $i + 4 + $h{'content-length'};
         }
 
     } elsif ($eof) {
