@@ -10,7 +10,9 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use POSIX ();
 use Test::More;
+use Time::HiRes qw(time);
 use WebhookSSE::Test;
 
 my $t = WebhookSSE::Test->new(http => <<'EOF')->start;
@@ -102,5 +104,86 @@ for my $k (0 .. $#streams) {
 }
 
 $_->close for @streams;
+
+
+# ----- concurrent publishers ----------------------------------------------------
+# 4 processes publish 100 messages each at once (over both workers): every
+# stream gets all 400, ids strictly increasing, and all streams agree.
+
+{
+    my @s = map { $t->sse('/stream?sessionId=c') } 1 .. 4;
+    push @s, map { $t->sse('/stream') } 1 .. 2;
+    for (@s) { $_->wait_events(1, 5) or die "no connected event\n" }
+
+    my @kids;
+    for my $k (0 .. 3) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my $fail = 0;
+            for my $i (0 .. 99) {
+                my $r = eval {
+                    $t->publish('/pub', $i % 2
+                        ? { message => "k$k-$i", k => $k, i => $i }
+                        : { message => "k$k-$i", k => $k, i => $i,
+                            sessionId => 'c' });
+                };
+                $fail++ unless $r && $r->{status} == 200;
+            }
+            POSIX::_exit($fail ? 1 : 0);
+        }
+        push @kids, $pid;
+    }
+
+    # drain while the children publish (bounded by the overall wait below)
+    my $deadline = time + 20;
+    my $left = @kids;
+    my %status;
+    while ($left && time < $deadline) {
+        WebhookSSE::SSE::pump_many(\@s, 0.05);
+        for my $pid (@kids) {
+            next if exists $status{$pid};
+            if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+                $status{$pid} = $?;
+                $left--;
+            }
+        }
+    }
+    is($left, 0, 'concurrent publishers finished');
+    is(scalar(grep { $_ != 0 } values %status), 0,
+       'concurrent publishers: all 400 publishes answered 200');
+
+    my @got = map { [ map { $_->{id} } $_->wait_events(400, 10) ] } @s[0 .. 3];
+    my @bc  = map { [ map { $_->{id} } $_->wait_events(200, 10) ] } @s[4, 5];
+
+    is(scalar @{ $got[0] }, 400, 'concurrent: session stream got all 400');
+    my @seq = map { (id_parts($_))[1] } @{ $got[0] };
+    ok(!grep({ $seq[$_] <= $seq[$_ - 1] } 1 .. $#seq),
+       'concurrent: ids strictly increasing on the stream');
+    is(scalar(keys %{{ map { $_ => 1 } @{ $got[0] } }}), 400,
+       'concurrent: no duplicates');
+    is_deeply($got[$_], $got[0], "concurrent: session stream $_ agrees "
+                                 . 'on the order') for 1 .. 3;
+
+    my %is_bc = map { $_->{id} => 1 }
+                grep { $_->{json} && !exists $_->{json}{sessionId} }
+                @{ $s[0]{events} };
+    my @want_bc = grep { $is_bc{$_} } @{ $got[0] };
+    is(scalar @want_bc, 200, 'concurrent: 200 of them broadcasts');
+    is_deeply($bc[$_], \@want_bc, "concurrent: broadcast-only stream $_ "
+                                  . 'got exactly the broadcasts, same order')
+        for 0, 1;
+
+    # per publisher, its own messages keep their order
+    my $bad = 0;
+    for my $k (0 .. 3) {
+        my @i = map { $_->{json}{i} }
+                grep { $_->{json} && $_->{json}{type} eq 'webhook_message'
+                       && $_->{json}{k} == $k } @{ $s[0]{events} };
+        $bad++ unless join(',', @i) eq join(',', 0 .. 99);
+    }
+    is($bad, 0, 'concurrent: each publisher\'s messages in its order');
+
+    $_->close for @s;
+}
 
 finish();
