@@ -51,6 +51,7 @@
 
 #define MAX_PROCS        64
 #define MAX_PUB_CONNS    256
+#define MAX_PIPELINE     64
 #define MAX_HEADERS      16
 #define LINE_MAX_LEN     512
 #define ID_MAX_LEN       64
@@ -198,17 +199,24 @@ typedef struct {
 
 
 typedef struct {
-    int       fd;
-    int       busy;
     int       ch;
-    int       state;
+    int64_t   seq;
     int64_t   subs;
     uint64_t  t_sent;
-    uint64_t  t_retry;
-    size_t    req_len;
-    size_t    req_off;
-    http_t    http;
-    char      req[4096];
+} pubentry_t;
+
+
+typedef struct {
+    int         fd;
+    int         state;
+    int         inflight;
+    int         head;
+    uint64_t    t_retry;
+    size_t      out_len;
+    size_t      out_off;
+    http_t      http;
+    pubentry_t  q[MAX_PIPELINE];
+    char        out[65536];
 } pubconn_t;
 
 
@@ -225,6 +233,7 @@ static double       opt_ramp;            /* streams/s in total, 0: no limit */
 static double       opt_rate = -1;       /* msgs/s, 0: max, -1: no publish */
 static int          opt_pub_one;
 static long         opt_pub_conns = 4;
+static long         opt_pipeline = 1;  /* requests in flight per conn */
 static long         opt_window = 4;      /* msgs not yet fully delivered */
 static double       opt_duration = 10;
 static long         opt_resume;          /* missed messages per channel */
@@ -1410,8 +1419,10 @@ stream_worker(long first, long count, int out)
 
 static pubconn_t  *pconns;
 static long        npconns;
-static uint8_t    *chan_busy;
+static int64_t    *chan_sent;            /* last seq sent per channel */
 static int64_t    *chan_round;           /* acked this round (count mode) */
+static int64_t    *chan_rsent;           /* sent this round (count mode) */
+static long       *conn_next;            /* round-robin position per conn */
 static int64_t     expected;             /* deliveries due for sent msgs */
 
 
@@ -1429,7 +1440,11 @@ pub_connect(pubconn_t *pc)
     }
 
     pc->state = ST_CONNECTING;
-    pc->busy = 0;
+    pc->inflight = 0;
+    pc->head = 0;
+    pc->out_len = 0;
+    pc->out_off = 0;
+    http_reset(&pc->http);
 
     ev.events = EPOLLOUT;
     ev.data.u64 = (uint64_t) (pc - pconns);
@@ -1440,19 +1455,30 @@ pub_connect(pubconn_t *pc)
 static void
 pub_fail(pubconn_t *pc)
 {
+    int          i;
+    pubentry_t  *e;
+
     if (pc->fd != -1) {
         epoll_ctl(ep, EPOLL_CTL_DEL, pc->fd, NULL);
         close(pc->fd);
         pc->fd = -1;
     }
 
-    if (pc->busy) {
-        chan_busy[pc->ch] = 0;
-        expected -= pc->subs;
-        pc->busy = 0;
+    /* requests without a response: not stored as far as we know; later
+     * sends on this channel continue after the last acknowledged seq */
+    for (i = 0; i < pc->inflight; i++) {
+        e = &pc->q[(pc->head + i) % MAX_PIPELINE];
+        expected -= e->subs;
+
+        if (chan_sent[e->ch] >= e->seq) {
+            chan_sent[e->ch] = e->seq - 1;
+        }
+
+        chan_rsent[e->ch]--;
         rep.pub_conn_err++;
     }
 
+    pc->inflight = 0;
     pc->t_retry = now_ns() + 10000000;
     pc->state = ST_CLOSED;
 }
@@ -1464,8 +1490,8 @@ pub_write(pubconn_t *pc)
     ssize_t             w;
     struct epoll_event  ev;
 
-    while (pc->req_off < pc->req_len) {
-        w = send(pc->fd, pc->req + pc->req_off, pc->req_len - pc->req_off,
+    while (pc->out_off < pc->out_len) {
+        w = send(pc->fd, pc->out + pc->out_off, pc->out_len - pc->out_off,
                  MSG_NOSIGNAL);
 
         if (w == -1) {
@@ -1480,8 +1506,11 @@ pub_write(pubconn_t *pc)
             return;
         }
 
-        pc->req_off += (size_t) w;
+        pc->out_off += (size_t) w;
     }
+
+    pc->out_off = 0;
+    pc->out_len = 0;
 
     ev.events = EPOLLIN;
     ev.data.u64 = (uint64_t) (pc - pconns);
@@ -1489,15 +1518,17 @@ pub_write(pubconn_t *pc)
 }
 
 
+/* appends one request; the caller flushes with pub_write() */
 static void
-pub_send(pubconn_t *pc, int ch)
+pub_queue(pubconn_t *pc, int ch)
 {
-    int     blen, hlen, i;
-    char    body[2048], path[1024], extra[2048];
-    size_t  elen;
-    int64_t seq, ts;
+    int          blen, hlen, i;
+    char         body[2048], path[1024], extra[2048];
+    size_t       elen;
+    int64_t      seq, ts;
+    pubentry_t  *e;
 
-    seq = chan_seq[ch] + 1;
+    seq = chan_sent[ch] + 1;
     ts = (int64_t) ((now_ns() - shm->epoch) / 1000);
 
     blen = expand(body, sizeof(body), opt_body, ch, 0, seq, ts);
@@ -1518,36 +1549,76 @@ pub_send(pubconn_t *pc, int ch)
         }
     }
 
-    hlen = snprintf(pc->req, sizeof(pc->req),
+    if (pc->out_len + sizeof(path) + sizeof(extra) + blen + 256
+        > sizeof(pc->out))
+    {
+        die("publish requests too long for the output buffer");
+    }
+
+    hlen = snprintf(pc->out + pc->out_len, sizeof(pc->out) - pc->out_len,
                     "POST %s HTTP/1.1\r\nHost: %s\r\n"
                     "Content-Type: application/json\r\n"
                     "Content-Length: %d\r\n%s\r\n",
                     path, pub_url.host, blen, extra);
 
-    if (hlen + blen >= (int) sizeof(pc->req)) {
-        die("publish request too long");
-    }
+    memcpy(pc->out + pc->out_len + hlen, body, (size_t) blen);
+    pc->out_len += (size_t) (hlen + blen);
 
-    memcpy(pc->req + hlen, body, (size_t) blen);
-    pc->req_len = (size_t) (hlen + blen);
-    pc->req_off = 0;
-    pc->ch = ch;
-    pc->busy = 1;
-    pc->t_sent = now_ns();
-    http_reset(&pc->http);
-    chan_busy[ch] = 1;
-    pc->subs = chan_live[ch];
-    expected += pc->subs;
+    e = &pc->q[(pc->head + pc->inflight) % MAX_PIPELINE];
+    e->ch = ch;
+    e->seq = seq;
+    e->subs = chan_live[ch];
+    e->t_sent = now_ns();
+    pc->inflight++;
+
+    chan_sent[ch] = seq;
+    chan_rsent[ch]++;
+    expected += e->subs;
     rep.pub_sent++;
+}
 
-    pub_write(pc);
+
+static void
+pub_complete(pubconn_t *pc)
+{
+    pubentry_t  *e;
+
+    e = &pc->q[pc->head];
+    pc->head = (pc->head + 1) % MAX_PIPELINE;
+    pc->inflight--;
+
+    hist_add(&rep.publat, (now_ns() - e->t_sent) / 1000);
+
+    if (pc->http.status >= 200 && pc->http.status < 300) {
+        rep.pub_ok++;
+        chan_round[e->ch]++;
+
+        if (e->seq > chan_seq[e->ch]) {
+            __atomic_store_n(&chan_seq[e->ch], e->seq, __ATOMIC_RELEASE);
+        }
+
+    } else {
+        rep.pub_err++;
+        expected -= e->subs;
+
+        if (chan_sent[e->ch] == e->seq) {
+            chan_sent[e->ch] = e->seq - 1;
+        }
+
+        chan_rsent[e->ch]--;
+
+        if (rep.pub_err <= 3) {
+            note("publish: HTTP %d", pc->http.status);
+        }
+    }
 }
 
 
 static void
 pub_read(pubconn_t *pc)
 {
-    int      ch;
+    int      closing;
+    size_t   off;
     ssize_t  n, used;
 
     n = recv(pc->fd, iobuf, sizeof(iobuf), 0);
@@ -1557,8 +1628,8 @@ pub_read(pubconn_t *pc)
     }
 
     if (n <= 0) {
-        if (pc->busy && pc->http.state == HS_BODY_EOF) {
-            goto complete;
+        if (pc->inflight && pc->http.state == HS_BODY_EOF) {
+            pub_complete(pc);
         }
 
         /* an idle keep-alive connection closed by the server is no error */
@@ -1566,47 +1637,35 @@ pub_read(pubconn_t *pc)
         return;
     }
 
-    if (!pc->busy) {
-        return;
-    }
+    off = 0;
+    closing = 0;
 
-    used = http_feed(&pc->http, iobuf, (size_t) n, ignore_body, NULL);
+    while (off < (size_t) n && pc->inflight) {
+        used = http_feed(&pc->http, iobuf + off, (size_t) n - off,
+                         ignore_body, NULL);
 
-    if (used < 0) {
-        pub_fail(pc);
-        return;
-    }
+        if (used < 0) {
+            pub_fail(pc);
+            return;
+        }
 
-    if (pc->http.state != HS_DONE) {
-        return;
-    }
+        off += (size_t) used;
 
-complete:
+        if (pc->http.state != HS_DONE) {
+            break;
+        }
 
-    ch = pc->ch;
-    pc->busy = 0;
-    chan_busy[ch] = 0;
-    hist_add(&rep.publat, (now_ns() - pc->t_sent) / 1000);
+        closing = pc->http.close;
+        pub_complete(pc);
+        http_reset(&pc->http);
 
-    if (pc->http.status >= 200 && pc->http.status < 300) {
-        rep.pub_ok++;
-        chan_round[ch]++;
-        __atomic_store_n(&chan_seq[ch], chan_seq[ch] + 1, __ATOMIC_RELEASE);
-
-    } else {
-        rep.pub_err++;
-        expected -= pc->subs;
-
-        if (rep.pub_err <= 3) {
-            note("publish: HTTP %d", pc->http.status);
+        if (closing) {
+            break;
         }
     }
 
-    if (pc->http.close || pc->http.state == HS_BODY_EOF) {
-        epoll_ctl(ep, EPOLL_CTL_DEL, pc->fd, NULL);
-        close(pc->fd);
-        pc->fd = -1;
-        pub_connect(pc);
+    if (closing) {
+        pub_fail(pc);
     }
 }
 
@@ -1627,11 +1686,43 @@ delivered_total(void)
 }
 
 
+/*
+ * The next channel for connection i: channels are bound to connections
+ * (ch % K == i), so that pipelined or successive publishes of one channel
+ * reach the server in order.
+ */
+static long
+pub_pick(long i, int64_t count)
+{
+    long  ch, n, tries;
+
+    if (opt_pub_one) {
+        if (i != 0 || (count > 0 && chan_rsent[0] >= count)) {
+            return -1;
+        }
+        return 0;
+    }
+
+    n = (opt_channels - i + npconns - 1) / npconns;
+
+    for (tries = 0; tries < n; tries++) {
+        ch = i + conn_next[i] * npconns;
+        conn_next[i] = (conn_next[i] + 1) % n;
+
+        if (count == 0 || chan_rsent[ch] < count) {
+            return ch;
+        }
+    }
+
+    return -1;
+}
+
+
 static void
 publisher(int out)
 {
-    int                 i, n, round, running, inflight, err;
-    long                ch, next_ch, tries;
+    int                 i, n, round, running, inflight, err, finished;
+    long                ch;
     double              subs_per_msg;
     int64_t             count, sent_round, due, limit, behind;
     uint64_t            now, t0, t_end;
@@ -1643,10 +1734,14 @@ publisher(int out)
     npconns = opt_pub_conns;
 
     pconns = calloc((size_t) npconns, sizeof(pubconn_t));
-    chan_busy = calloc((size_t) opt_channels, 1);
+    conn_next = calloc((size_t) npconns, sizeof(long));
+    chan_sent = calloc((size_t) opt_channels, sizeof(int64_t));
     chan_round = calloc((size_t) opt_channels, sizeof(int64_t));
+    chan_rsent = calloc((size_t) opt_channels, sizeof(int64_t));
 
-    if (pconns == NULL || chan_busy == NULL || chan_round == NULL) {
+    if (pconns == NULL || conn_next == NULL || chan_sent == NULL
+        || chan_round == NULL || chan_rsent == NULL)
+    {
         die("out of memory");
     }
 
@@ -1667,7 +1762,6 @@ publisher(int out)
     running = 0;
     count = 0;
     sent_round = 0;
-    next_ch = 0;
     t0 = 0;
     t_end = 0;
 
@@ -1685,6 +1779,7 @@ publisher(int out)
             count = shm->pub_count;
             sent_round = 0;
             memset(chan_round, 0, (size_t) opt_channels * sizeof(int64_t));
+            memset(chan_rsent, 0, (size_t) opt_channels * sizeof(int64_t));
             t0 = now;
             t_end = now + (uint64_t) (opt_duration * 1e9);
             shm->pub_t_start = t0;
@@ -1694,7 +1789,7 @@ publisher(int out)
 
         for (i = 0; i < npconns; i++) {
             pc = &pconns[i];
-            inflight += pc->busy;
+            inflight += pc->inflight;
 
             if (pc->fd == -1 && now >= pc->t_retry) {
                 pub_connect(pc);
@@ -1702,10 +1797,9 @@ publisher(int out)
         }
 
         if (running) {
-            int  finished;
-
             if (count > 0) {
                 finished = 1;
+
                 for (ch = 0; ch < (opt_pub_one ? 1 : opt_channels); ch++) {
                     if (chan_round[ch] < count) {
                         finished = 0;
@@ -1732,50 +1826,46 @@ publisher(int out)
                           - sent_round;
                 }
 
-                for (i = 0; i < npconns && due > 0; i++) {
-                    pc = &pconns[i];
+                /* fill the connections' pipelines in turn */
+                for (n = 1; n && due > 0; ) {
+                    n = 0;
 
-                    if (pc->fd == -1 || pc->busy || pc->state != ST_LIVE) {
-                        continue;
-                    }
+                    for (i = 0; i < npconns && due > 0; i++) {
+                        pc = &pconns[i];
 
-                    if (opt_rate == 0 || count > 0) {
-                        behind = expected - delivered_total();
-                        if (behind > 0 && behind >= limit) {
-                            break;
-                        }
-                    }
-
-                    /* next channel that is idle (one publish in flight per
-                     * channel keeps the order) and still wants messages */
-                    ch = -1;
-
-                    for (tries = 0; tries < opt_channels; tries++) {
-                        long  c = opt_pub_one ? 0 : next_ch;
-
-                        next_ch = (next_ch + 1) % opt_channels;
-
-                        if (!chan_busy[c]
-                            && (count == 0 || chan_round[c] < count))
+                        if (pc->fd == -1 || pc->state != ST_LIVE
+                            || pc->inflight >= opt_pipeline)
                         {
-                            ch = c;
-                            break;
+                            continue;
                         }
 
-                        if (opt_pub_one) {
-                            break;
+                        if (opt_rate == 0 || count > 0) {
+                            behind = expected - delivered_total();
+                            if (behind > 0 && behind >= limit) {
+                                due = 0;
+                                break;
+                            }
                         }
-                    }
 
-                    if (ch < 0) {
-                        break;
-                    }
+                        ch = pub_pick(i, count);
+                        if (ch < 0) {
+                            continue;
+                        }
 
-                    pub_send(pc, (int) ch);
-                    sent_round++;
-                    due--;
+                        pub_queue(pc, (int) ch);
+                        sent_round++;
+                        due--;
+                        n++;
+                    }
                 }
 
+                for (i = 0; i < npconns; i++) {
+                    pc = &pconns[i];
+
+                    if (pc->fd != -1 && pc->out_len > pc->out_off) {
+                        pub_write(pc);
+                    }
+                }
             }
         }
 
@@ -1794,6 +1884,7 @@ publisher(int out)
                 getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 
                 if (err) {
+                    rep.pub_conn_err++;
                     pub_fail(pc);
                     continue;
                 }
@@ -2015,7 +2106,9 @@ usage(void)
 "  --pending N        connects in progress per process (default 200)\n"
 "  --rate R           publish msgs/s; 0 = as fast as the window allows\n"
 "  --one              publish to channel 0 only (default: round-robin)\n"
-"  --pub-conns K      keep-alive publish connections (default 4)\n"
+"  --pub-conns K      keep-alive publish connections (default 4); channel\n"
+"                     c always goes through connection c %% K (order)\n"
+"  --pipeline D       pipelined requests per connection (default 1)\n"
 "  --window W         max msgs published but not yet delivered to every\n"
 "                     stream, for --rate 0 (default 4)\n"
 "  --duration SEC     publish duration (default 10)\n"
@@ -2063,6 +2156,7 @@ main(int argc, char **argv)
         { "rate", required_argument, NULL, 'R' },
         { "one", no_argument, NULL, '1' },
         { "pub-conns", required_argument, NULL, 'K' },
+        { "pipeline", required_argument, NULL, 'Q' },
         { "window", required_argument, NULL, 'W' },
         { "duration", required_argument, NULL, 'd' },
         { "hold", required_argument, NULL, 'h' },
@@ -2096,6 +2190,7 @@ main(int argc, char **argv)
         case 'R': opt_rate = atof(optarg); break;
         case '1': opt_pub_one = 1; break;
         case 'K': opt_pub_conns = atol(optarg); break;
+        case 'Q': opt_pipeline = atol(optarg); break;
         case 'W': opt_window = atol(optarg); break;
         case 'd': opt_duration = atof(optarg); break;
         case 'h': opt_hold = atof(optarg); break;
@@ -2112,7 +2207,8 @@ main(int argc, char **argv)
     if (opt_channels < 1 || opt_procs < 1 || opt_procs > MAX_PROCS
         || opt_sources < 1 || opt_sources > 254 || opt_streams < 0
         || opt_pub_conns < 1 || opt_pub_conns > MAX_PUB_CONNS
-        || opt_pending < 1 || opt_window < 1)
+        || opt_pending < 1 || opt_window < 1 || opt_pipeline < 1
+        || opt_pipeline > MAX_PIPELINE)
     {
         usage();
     }
