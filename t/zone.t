@@ -56,19 +56,28 @@ my $SESSIONS = 500;
 
 # ----- flood a 128k zone --------------------------------------------------------
 
+# Live streams during the flood: one for a "hot" session that gets every
+# third message (far more than the zone holds), four for ordinary sessions.
+my @live = map { $t->sse("/stream?sessionId=$_") }
+           'hot', 'hot', map { "sess-$_" } 1 .. 4;
+for (@live) { $_->wait_events(1, 5) or die "no connected event\n" }
+
 my (%by_session, @flood_ids, $non200);
 {
     my @bodies = map { { message => "flood $_ " . ('x' x 100),
-                         sessionId => 'sess-' . ($_ % $SESSIONS),
+                         sessionId => ($_ % 3 ? 'sess-' . ($_ % $SESSIONS)
+                                              : 'hot'),
                          n => $_ } } 0 .. $FLOOD - 1;
 
     my @res;
     # a third on fresh connections (both workers), the rest pipelined
     for my $i (0 .. 999) {
         push @res, $t->publish('/pub', $bodies[$i]);
+        WebhookSSE::SSE::pump_many(\@live, 0);
     }
-    for (my $i = 1000; $i < $FLOOD; $i += 500) {
-        push @res, $t->publish_pipelined('/pub', [ @bodies[$i .. $i + 499] ]);
+    for (my $i = 1000; $i < $FLOOD; $i += 100) {
+        push @res, $t->publish_pipelined('/pub', [ @bodies[$i .. $i + 99] ]);
+        WebhookSSE::SSE::pump_many(\@live, 0);
     }
 
     my %status;
@@ -85,6 +94,23 @@ my (%by_session, @flood_ids, $non200);
 
     my @seq = map { (id_parts($_))[1] } @flood_ids;
     is_deeply(\@seq, [ 1 .. $FLOOD ], 'tiny zone: ids stay consecutive');
+}
+
+{
+    # every live subscriber got every message of its session, in order,
+    # although the zone held only a fraction of them at any time
+    for my $s (@live) {
+        my ($sess) = $s->{path} =~ /sessionId=(.*)/;
+        my $want = $by_session{$sess} // [];
+        my @got = map { $_->{id} } $s->wait_events(scalar @$want, 10);
+        is_deeply(\@got, $want, "tiny zone: live stream of $sess got all "
+                                . scalar(@$want) . ' of its messages in '
+                                . 'order')
+            or diag 'got ' . scalar(@got) . ', first difference at '
+                    . (grep({ ($got[$_] // '') ne $want->[$_] }
+                            0 .. $#$want))[0];
+    }
+    $_->close for @live;
 }
 
 {
