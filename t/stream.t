@@ -360,6 +360,27 @@ sub last_n
 }
 
 
+# ----- a large message ------------------------------------------------------------
+
+{
+    my $s = $t->sse('/stream0?sessionId=large');
+    $s->wait_events(1, 5);
+    my $text = join '', map { chr(32 + $_ % 90) } 1 .. 100_000;
+    my $id = pub({ message => $text, sessionId => 'large' });
+    my @ev = $s->wait_for_event($id, 10);
+    is(scalar @ev, 1, 'large: a 100k message arrives live as one event');
+    ok(@ev && $ev[0]{json} && $ev[0]{json}{message} eq $text,
+       'large: payload intact');
+    is(@ev && scalar(grep { $_->[0] eq 'data' } @{ $ev[0]{fields} }), 1,
+       'large: one data line');
+    $s->close;
+
+    my $r = replay_ids('/stream?sessionId=large', 'large',
+                       headers => { 'Last-Event-ID' => $pub[-2][0] });
+    is_deeply($r, [ $id ], 'large: and replays');
+}
+
+
 # ----- errors ---------------------------------------------------------------------
 
 {
