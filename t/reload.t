@@ -11,6 +11,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use IO::Select;
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(time);
 use WebhookSSE::Test;
@@ -96,6 +98,30 @@ ok(WebhookSSE::SSE::wait_all(\@streams, sub {
 
 # ----- reload ------------------------------------------------------------------
 
+# a child keeps publishing through the reload
+pipe my $rd, my $wr or die "pipe: $!";
+my $kid = fork // die "fork: $!";
+if ($kid == 0) {
+    close $rd;
+    my $fail = 0;
+    for my $i (0 .. 59) {
+        my $sess = $i % 3 ? 'r' . ($i % 10) : undef;
+        my $r = eval { $t->publish('/pub', { message => "through $i",
+                                             defined $sess
+                                             ? (sessionId => $sess) : () }) };
+        if ($r && $r->{status} == 200) {
+            print $wr "$r->{json}{messageId} " . ($sess // '') . "\n";
+        } else {
+            $fail++;
+        }
+        Time::HiRes::sleep(0.01);
+    }
+    print $wr "fail $fail\n";
+    close $wr;
+    POSIX::_exit(0);
+}
+close $wr;
+
 my $t0 = time;
 my @old = $t->reload;
 my $t_reloaded = time;
@@ -119,6 +145,24 @@ ok($closed && $dt < 3,
 }
 
 ok($t->wait_pids_gone(\@old, 5), 'reload: old worker processes exit');
+
+{
+    my @lines;
+    my $sel = IO::Select->new($rd);
+    my $deadline = time + 10;
+    my $buf = '';
+    while (time < $deadline && $sel->can_read($deadline - time)) {
+        last unless sysread $rd, $buf, 65536, length $buf;
+    }
+    waitpid $kid, 0;
+    my ($fail) = $buf =~ /^fail (\d+)$/m;
+    is($fail, 0, 'publishes during the reload: all 60 answered 200');
+    for (split /\n/, $buf) {
+        next unless /^(\d+-\d+) (\S*)$/;
+        push @pub, [ $1, length $2 ? $2 : undef ];
+    }
+    @pub = sort { seq_of($a->[0]) <=> seq_of($b->[0]) } @pub;
+}
 
 # published after the streams ended, before the clients come back
 publish_round('after', 20);
@@ -175,6 +219,26 @@ ok(WebhookSSE::SSE::wait_all(\@again, sub {
 
 is(active(), 100, 'activeConnections: exactly 100 after reload and '
                   . 'reconnect');
+
+# a second reload: the generation that took over hands over just as well
+{
+    my @old2 = $t->reload;
+    ok(WebhookSSE::SSE::wait_all(\@again, sub { $_[0]{closed} }, 5),
+       'second reload: all 100 streams ended');
+    my $id = pub({ message => 'between reloads' });
+    my @third = map {
+        $t->sse('/stream' . (defined $session_of{$_}
+                             ? "?sessionId=$session_of{$_}" : ''),
+                headers => { 'Last-Event-ID' => $_->{last_id} // $final })
+    } @again;
+    ok(WebhookSSE::SSE::wait_all(\@third, sub {
+           grep { ($_->{id} // '') eq $id } @{ $_[0]{events} } }, 10),
+       'second reload: resumed streams get the message published between');
+    ok($t->wait_pids_gone(\@old2, 5), 'second reload: old workers exit');
+    is(active(), 100, 'activeConnections: exactly 100 after a second '
+                      . 'reload');
+    @again = @third;
+}
 
 $_->close for @again;
 ok(wait_until(sub { (active() // -1) == 0 }, 5),
