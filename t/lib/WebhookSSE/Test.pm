@@ -21,6 +21,23 @@ package WebhookSSE::Test;
 #
 # Placeholders in the snippets: %%PORT%% (also %%PORT1%%), %%PORT2%% ..
 # %%PORT9%% (distinct free ports), %%PREFIX%% (the server's directory).
+#
+# new(http => SNIPPET, main => LINES, workers => 2, env => {NAME => VALUE},
+#     expect_log => [qr/../])      a server under t/servroot-<pid>-<n>/
+# start, reload (returns the old worker pids), stop, test_config,
+# set_config(http => ..), worker_pids, wait_pids_gone(\@pids, s),
+# port(n), dir, error_log, access_log, wait_error_log(qr//, s),
+# expect_log(qr//)
+# request(METHOD, PATH, headers =>, body =>, port =>)
+#                                  { status, headers, body, json }
+# publish(PATH, DATA, secret =>, content_type =>), publish_ok (the id),
+# publish_pipelined(PATH, [DATA..]), stream_replay(PATH, PUB, MARKER)
+# sse(PATH, headers => ..)         a WebhookSSE::SSE stream
+# finish()                         stop all, check error logs, done_testing
+#
+# Error logs are checked for [alert], [crit] and [emerg] lines at finish();
+# a server directory is kept when a test failed (TEST_KEEP_SERVROOT=1
+# keeps it always).
 
 use strict;
 use warnings;
@@ -32,8 +49,6 @@ use File::Path qw(make_path remove_tree);
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
-use POSIX qw(:sys_wait_h);
-use Socket qw(SOL_SOCKET SO_LINGER);
 use Test::More ();
 use Time::HiRes qw(time sleep);
 
