@@ -104,11 +104,15 @@ typedef struct {
     ngx_http_webhook_sse_out_t **busy_last;
     size_t                       pending;
 
+    /* the opening replay, allowed on top of webhook_stream_buffer */
+    size_t                       slack;
+
     unsigned                     subscribed:1;
     unsigned                     touched:1;
     unsigned                     ending:1;
     unsigned                     failed:1;
     unsigned                     detach:1;
+    unsigned                     detach_later:1;
     unsigned                     detached:1;
     unsigned                     chunked:1;
 } ngx_http_webhook_sse_ctx_t;

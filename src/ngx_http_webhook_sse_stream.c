@@ -100,6 +100,7 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     ngx_pool_cleanup_t               *cln;
     ngx_http_core_loc_conf_t         *clcf;
     ngx_http_webhook_sse_ctx_t       *ctx;
+    ngx_http_webhook_sse_out_t       *out;
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
 
@@ -192,6 +193,14 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /*
+     * A client resuming after a long absence gets its whole backlog at
+     * once: it is slow only if it falls behind beyond that.
+     */
+    for (out = ctx->queued; out; out = out->next) {
+        ctx->slack += out->buf.last - out->buf.pos;
+    }
+
     rc = ngx_http_webhook_sse_send_headers(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
@@ -246,9 +255,18 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
 
     c = r->connection;
 
-    if (ctx->ending || r != r->main || r->main->count != 1 || c->data != r
-        || r->out || r->buffered
-        || c->buffered || r->postponed || r->cleanup || ctx->busy
+    if (ctx->ending) {
+        return NGX_DECLINED;
+    }
+
+    /* still sending (a long replay): try again once it is out */
+    if (r->out || r->buffered || c->buffered || ctx->busy) {
+        ctx->detach_later = 1;
+        return NGX_AGAIN;
+    }
+
+    if (r != r->main || r->main->count != 1 || c->data != r
+        || r->postponed || r->cleanup
 #if (NGX_HTTP_V2)
         || r->stream
 #endif
@@ -323,7 +341,7 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_http_webhook_sse_close(ctx, NGX_ERROR);
-        return NGX_OK;
+        return NGX_ERROR;
     }
 
     if (c->read->ready) {
@@ -1232,8 +1250,15 @@ ngx_http_webhook_sse_flush(ngx_http_webhook_sse_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    if (ctx->busy && !c->write->timer_set) {
-        ngx_add_timer(c->write, ctx->send_timeout);
+    if (ctx->busy) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, ctx->send_timeout);
+        }
+
+        /* the write event is armed only when there is something to send */
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -1326,7 +1351,7 @@ ngx_http_webhook_sse_flush_raw(ngx_http_webhook_sse_ctx_t *ctx)
 static ngx_uint_t
 ngx_http_webhook_sse_too_slow(ngx_http_webhook_sse_ctx_t *ctx)
 {
-    if (ctx->pending <= ctx->conf->stream_buffer) {
+    if (ctx->pending <= ctx->conf->stream_buffer + ctx->slack) {
         return 0;
     }
 
@@ -1347,6 +1372,10 @@ ngx_http_webhook_sse_update_busy(ngx_http_webhook_sse_ctx_t *ctx)
         out = ctx->busy;
         ctx->busy = out->next;
         ctx->pending -= out->buf.end - out->buf.start;
+
+        /* the replay leaves first: what it allowed shrinks with it */
+        ctx->slack -= ngx_min(ctx->slack,
+                              (size_t) (out->buf.end - out->buf.start));
 
         ngx_http_webhook_sse_out_free(ctx->zone, out);
     }
@@ -1402,6 +1431,12 @@ ngx_http_webhook_sse_write_handler(ngx_http_request_t *r)
     if (wev->timer_set) {
         ngx_del_timer(wev);
     }
+
+    if (ctx->detach_later) {
+        ctx->detach_later = 0;
+        ctx->detach = 1;
+        ngx_post_event(&ctx->heartbeat, &ngx_posted_events);
+    }
 }
 
 
@@ -1414,7 +1449,16 @@ ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
 
     if (ctx->detach) {
         ctx->detach = 0;
-        (void) ngx_http_webhook_sse_detach(ctx->request, ctx);
+
+        if (ngx_http_webhook_sse_detach(ctx->request, ctx) == NGX_ERROR) {
+            return;
+        }
+
+        /* the heartbeat's own turn may have been taken by this one */
+        if (ctx->conf->heartbeat && !ev->timer_set) {
+            ngx_add_timer(ev, ctx->conf->heartbeat);
+        }
+
         return;
     }
 
