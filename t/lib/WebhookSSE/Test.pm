@@ -185,8 +185,13 @@ sub write_config
     my $http = $self->_substitute($self->{http});
     my $main = $self->_substitute($self->{main});
 
+    # run as root, workers would be nobody, who may not reach a checkout
+    # under /root (temp files of buffered bodies live in the prefix)
+    my $user = $> == 0 ? 'user root;' : '';
+
     my $conf = <<"EOF";
 load_module $MODULE;
+$user
 
 daemon on;
 master_process on;
