@@ -60,6 +60,8 @@ static void ngx_http_webhook_sse_write_handler(ngx_http_request_t *r);
 static void ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     ngx_http_webhook_sse_ctx_t *ctx);
+static void ngx_http_webhook_sse_free_buffers(ngx_connection_t *c,
+    ngx_chain_t *cl);
 static void ngx_http_webhook_sse_detached_read(ngx_event_t *rev);
 static void ngx_http_webhook_sse_detached_write(ngx_event_t *wev);
 static ngx_int_t ngx_http_webhook_sse_send(ngx_http_webhook_sse_ctx_t *ctx);
@@ -248,7 +250,6 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     ngx_http_webhook_sse_ctx_t *ctx)
 {
     ngx_buf_t               *b;
-    ngx_chain_t             *cl, *ln;
     ngx_connection_t        *c;
     ngx_pool_cleanup_t      *cln;
     ngx_http_connection_t   *hc;
@@ -317,22 +318,10 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
         c->buffer = NULL;
     }
 
-    for (cl = hc->free; cl; /* void */) {
-        ln = cl;
-        cl = cl->next;
-        ngx_pfree(c->pool, ln->buf->start);
-        ngx_free_chain(c->pool, ln);
-    }
+    ngx_http_webhook_sse_free_buffers(c, hc->free);
+    ngx_http_webhook_sse_free_buffers(c, hc->busy);
 
     hc->free = NULL;
-
-    for (cl = hc->busy; cl; /* void */) {
-        ln = cl;
-        cl = cl->next;
-        ngx_pfree(c->pool, ln->buf->start);
-        ngx_free_chain(c->pool, ln);
-    }
-
     hc->busy = NULL;
     hc->nbusy = 0;
 
@@ -349,6 +338,22 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/* large header buffers, allocated outside c->pool */
+
+static void
+ngx_http_webhook_sse_free_buffers(ngx_connection_t *c, ngx_chain_t *cl)
+{
+    ngx_chain_t  *ln;
+
+    while (cl) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
 }
 
 
