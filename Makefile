@@ -3,7 +3,7 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test clean
+.PHONY: all build deps run test bench clean
 
 all: build
 
@@ -18,6 +18,12 @@ run: build
 
 test: build
 	prove -r t
+
+# builds util/sse-bench, runs our module and nchan side by side (needs
+# wrk and libnginx-mod-nchan; BENCH_QUICK=1 for a one-minute smoke run)
+bench: build
+	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan" util/deps.sh
+	@util/bench
 
 clean:
 	rm -rf build run t/servroot*
