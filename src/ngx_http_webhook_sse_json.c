@@ -117,6 +117,10 @@ static int ngx_http_webhook_sse_json_number(void *data, const char *s,
     size_t len);
 static int ngx_http_webhook_sse_json_string(void *data,
     const unsigned char *s, size_t len);
+static int ngx_http_webhook_sse_json_open(
+    ngx_http_webhook_sse_json_ctx_t *ctx, int type);
+static int ngx_http_webhook_sse_json_close(
+    ngx_http_webhook_sse_json_ctx_t *ctx, int type);
 static int ngx_http_webhook_sse_json_start_map(void *data);
 static int ngx_http_webhook_sse_json_map_key(void *data,
     const unsigned char *key, size_t len);
@@ -773,17 +777,12 @@ ngx_http_webhook_sse_json_string(void *data, const unsigned char *s,
 }
 
 
+/* a container starts or ends: objects and arrays alike */
+
 static int
-ngx_http_webhook_sse_json_start_map(void *data)
+ngx_http_webhook_sse_json_open(ngx_http_webhook_sse_json_ctx_t *ctx, int type)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx;
-
-    ctx = data;
-
-    if (!ngx_http_webhook_sse_json_value(ctx,
-                                         NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT,
-                                         NULL, 0))
-    {
+    if (!ngx_http_webhook_sse_json_value(ctx, type, NULL, 0)) {
         return 0;
     }
 
@@ -791,12 +790,43 @@ ngx_http_webhook_sse_json_start_map(void *data)
 
     if (ngx_http_webhook_sse_json_emit(ctx)
         && !ngx_http_webhook_sse_json_generated(ctx,
-                                            yajl_gen_map_open(ctx->gen)))
+               (type == NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT)
+               ? yajl_gen_map_open(ctx->gen)
+               : yajl_gen_array_open(ctx->gen)))
     {
         return 0;
     }
 
     return 1;
+}
+
+
+static int
+ngx_http_webhook_sse_json_close(ngx_http_webhook_sse_json_ctx_t *ctx,
+    int type)
+{
+    if (ngx_http_webhook_sse_json_emit(ctx)
+        && !ngx_http_webhook_sse_json_generated(ctx,
+               (type == NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT)
+               ? yajl_gen_map_close(ctx->gen)
+               : yajl_gen_array_close(ctx->gen)))
+    {
+        return 0;
+    }
+
+    ctx->depth--;
+
+    ngx_http_webhook_sse_json_value_done(ctx);
+
+    return 1;
+}
+
+
+static int
+ngx_http_webhook_sse_json_start_map(void *data)
+{
+    return ngx_http_webhook_sse_json_open(data,
+                                          NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT);
 }
 
 
@@ -841,71 +871,24 @@ ngx_http_webhook_sse_json_map_key(void *data, const unsigned char *key,
 static int
 ngx_http_webhook_sse_json_end_map(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx;
-
-    ctx = data;
-
-    if (ngx_http_webhook_sse_json_emit(ctx)
-        && !ngx_http_webhook_sse_json_generated(ctx,
-                                            yajl_gen_map_close(ctx->gen)))
-    {
-        return 0;
-    }
-
-    ctx->depth--;
-
-    ngx_http_webhook_sse_json_value_done(ctx);
-
-    return 1;
+    return ngx_http_webhook_sse_json_close(data,
+                                           NGX_HTTP_WEBHOOK_SSE_JSON_OBJECT);
 }
 
 
 static int
 ngx_http_webhook_sse_json_start_array(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx;
-
-    ctx = data;
-
-    if (!ngx_http_webhook_sse_json_value(ctx,
-                                         NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY,
-                                         NULL, 0))
-    {
-        return 0;
-    }
-
-    ctx->depth++;
-
-    if (ngx_http_webhook_sse_json_emit(ctx)
-        && !ngx_http_webhook_sse_json_generated(ctx,
-                                            yajl_gen_array_open(ctx->gen)))
-    {
-        return 0;
-    }
-
-    return 1;
+    return ngx_http_webhook_sse_json_open(data,
+                                          NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY);
 }
 
 
 static int
 ngx_http_webhook_sse_json_end_array(void *data)
 {
-    ngx_http_webhook_sse_json_ctx_t  *ctx;
-
-    ctx = data;
-
-    if (ngx_http_webhook_sse_json_emit(ctx)
-        && !ngx_http_webhook_sse_json_generated(ctx,
-                                            yajl_gen_array_close(ctx->gen)))
-    {
-        return 0;
-    }
-
-    ctx->depth--;
-
-    ngx_http_webhook_sse_json_value_done(ctx);
-
-    return 1;
+    return ngx_http_webhook_sse_json_close(data,
+                                           NGX_HTTP_WEBHOOK_SSE_JSON_ARRAY);
 }
 
 
