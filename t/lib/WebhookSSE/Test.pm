@@ -38,6 +38,13 @@ package WebhookSSE::Test;
 # Error logs are checked for [alert], [crit] and [emerg] lines at finish();
 # a server directory is kept when a test failed (TEST_KEEP_SERVROOT=1
 # keeps it always).
+#
+# AddressSanitizer (util/test-asan.sh): with TEST_WEBHOOK_SSE_ASAN_DIR set,
+# nginx runs with LD_PRELOAD=$TEST_WEBHOOK_SSE_ASAN_PRELOAD (libasan.so, as
+# the packaged nginx is not instrumented; TEST_WEBHOOK_SSE_MODULE names the
+# instrumented module) and ASAN_OPTIONS=$TEST_WEBHOOK_SSE_ASAN_OPTIONS plus
+# log_path=<dir>/<servroot name>.asan, so reports of daemonized workers land
+# in files; finish() fails a server that left any.
 
 use strict;
 use warnings;
@@ -57,6 +64,8 @@ use WebhookSSE::SSE;
 our @EXPORT = qw(finish json_encode json_decode wait_until id_parts);
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+
+my $ASAN_DIR = $ENV{TEST_WEBHOOK_SSE_ASAN_DIR};
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
 our $MODULE = $ENV{TEST_WEBHOOK_SSE_MODULE}
@@ -121,6 +130,7 @@ sub new
     my $self = bless {
         dir        => $dir,
         http       => $opt{http} // '',
+        conf       => $opt{conf},
         main       => $opt{main} // '',
         workers    => $opt{workers} // $opt{worker_processes} // 2,
         env        => $opt{env} // {},
@@ -219,6 +229,9 @@ $http
 }
 EOF
 
+    # a whole configuration of the caller's (conf/ examples), substituted
+    $conf = $self->_substitute($self->{conf}) if defined $self->{conf};
+
     open my $fh, '>', "$d/conf/nginx.conf" or die "$d/conf/nginx.conf: $!";
     print $fh $conf;
     close $fh;
@@ -244,7 +257,7 @@ sub _nginx
     my ($self, @args) = @_;
     my $d = $self->{dir};
 
-    local %ENV = (%ENV, %{ $self->{env} });
+    local %ENV = (%ENV, %{ $self->{env} }, $self->_asan_env);
 
     my $out = "$d/logs/nginx-cmd.out";
     my $pid = fork // die "fork: $!";
@@ -311,6 +324,30 @@ sub start
 
     $self->{master} = $self->master_pid;
     return $self;
+}
+
+
+# Environment for nginx under AddressSanitizer; empty unless asked for.
+
+sub _asan_log_path
+{
+    my ($self) = @_;
+    my ($name) = $self->{dir} =~ m{([^/]+)\z};
+    return "$ASAN_DIR/$name.asan";
+}
+
+
+sub _asan_env
+{
+    my ($self) = @_;
+    return () unless $ASAN_DIR;
+    my $opt = $ENV{TEST_WEBHOOK_SSE_ASAN_OPTIONS} // '';
+    return (
+        ($ENV{TEST_WEBHOOK_SSE_ASAN_PRELOAD}
+         ? (LD_PRELOAD => $ENV{TEST_WEBHOOK_SSE_ASAN_PRELOAD}) : ()),
+        ASAN_OPTIONS => join(':', grep { length } $opt,
+                             'log_path=' . $self->_asan_log_path),
+    );
 }
 
 
@@ -520,6 +557,19 @@ sub check_error_log
 
     if ($self->{killed}) {
         $tb->ok(0, "nginx $self->{dir} stopped on TERM without KILL");
+    }
+
+    if ($ASAN_DIR) {
+        my @reports = sort glob($self->_asan_log_path . '.*');
+        my $text = '';
+        for my $f (@reports) {
+            open my $fh, '<', $f or next;
+            my @l = <$fh>;
+            @l = (@l[0 .. 59], "...\n") if @l > 60;
+            $text .= "$f:\n" . join('', @l);
+        }
+        $tb->ok(!@reports, "no AddressSanitizer reports for server "
+                           . "$self->{dir}") or $tb->diag($text);
     }
 }
 
