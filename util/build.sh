@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Build build/ngx_http_webhook_sse_module.so against Debian's packaged nginx
 # (nginx-dev), binary compatible through --with-compat.
+# WEBHOOK_SSE_CC_OPT replaces the cc options, WEBHOOK_SSE_BUILDDIR the build
+# directory (default <repo>/build), e.g. for the ASan copy (util/test-asan.sh).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 src=/usr/share/nginx/src
-build=$repo/build
+build=${WEBHOOK_SSE_BUILDDIR:-$repo/build}
+case $build in /*) ;; *) build=$PWD/$build ;; esac
 cc_opt=${WEBHOOK_SSE_CC_OPT:--g -O2 -fPIC -Wall -Werror}
 
 if [ ! -x "$src/configure" ]; then
