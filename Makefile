@@ -3,7 +3,7 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test bench clean
+.PHONY: all build deps run test test-asan bench clean
 
 all: build
 
@@ -18,6 +18,10 @@ run: build
 
 test: build
 	prove -r t
+
+# the module and the t/ suite under AddressSanitizer (build/asan/)
+test-asan: deps
+	@util/test-asan.sh
 
 # builds util/sse-bench, runs our module and nchan side by side (needs
 # wrk and libnginx-mod-nchan; BENCH_QUICK=1 for a one-minute smoke run)
