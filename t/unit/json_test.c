@@ -5,9 +5,13 @@
  * Built and run by t/00-json-unit.t; by hand:
  *   cc -Wall -Wextra -Isrc t/unit/json_test.c src/ngx_http_webhook_sse_json.c
  *      $(pkg-config --cflags --libs yajl) && ./a.out
+ *
+ * Every file in t/unit/regress/ (found next to this source, or in
+ * $WEBHOOK_SSE_REGRESS_DIR) is a body run through every configuration.
  */
 
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1396,6 +1400,377 @@ test_escape(void)
 }
 
 
+/*
+ * Regression bodies, most of them from util/fuzz: each goes through every
+ * configuration below and must keep the invariants the fuzzer checks.
+ * Names say more: "accept-*" must pass with both fields off, "reject-*"
+ * must fail in every configuration.
+ */
+
+static const char  *regress_sessions[] = {
+    NULL, "sessionId", "data.conversation_id"
+};
+
+static const char  *regress_messages[] = { NULL, "message" };
+static const char  *regress_drop_keys[] = { NULL, "secret" };
+
+
+/* the top-level keys of an object, with their lengths */
+
+typedef struct {
+    int                   depth;
+    int                   dropped;
+    const unsigned char  *drop_key;
+    size_t                drop_key_len;
+} regress_keys_t;
+
+
+static int
+regress_keys_open(void *data)
+{
+    ((regress_keys_t *) data)->depth++;
+    return 1;
+}
+
+
+static int
+regress_keys_close(void *data)
+{
+    ((regress_keys_t *) data)->depth--;
+    return 1;
+}
+
+
+static int
+regress_keys_key(void *data, const unsigned char *key, size_t len)
+{
+    regress_keys_t  *keys;
+
+    keys = data;
+
+    if (keys->depth == 1
+        && ((len == 4 && memcmp(key, "type", 4) == 0)
+            || (len == 9 && memcmp(key, "messageId", 9) == 0)
+            || (len == 9 && memcmp(key, "timestamp", 9) == 0)
+            || (keys->drop_key != NULL && len == keys->drop_key_len
+                && memcmp(key, keys->drop_key, len) == 0)))
+    {
+        keys->dropped = 1;
+    }
+
+    return 1;
+}
+
+
+/*
+ * The invariants of one outcome, those util/fuzz checks; why is set when
+ * one is broken.
+ */
+
+static int
+regress_outcome(const ngx_http_webhook_sse_json_conf_t *conf, int rc,
+    const ngx_http_webhook_sse_json_result_t *res, const char **why)
+{
+    int                                 ok;
+    size_t                              i;
+    yajl_handle                         h;
+    yajl_status                         st;
+    unsigned char                      *object;
+    regress_keys_t                      keys;
+    yajl_callbacks                      cb;
+    ngx_http_webhook_sse_json_result_t  again;
+
+    if (memchr(res->error, '\0', sizeof(res->error)) == NULL) {
+        *why = "error not terminated";
+        return 0;
+    }
+
+    if (rc != OK) {
+        if (rc != INVALID || !result_clean(res) || res->error[0] == '\0') {
+            *why = "rejected without an error or with something left";
+            return 0;
+        }
+
+        return 1;
+    }
+
+    if (res->members == NULL || res->members[res->members_len] != '\0') {
+        *why = "members missing or not terminated";
+        return 0;
+    }
+
+    for (i = 0; i < res->members_len; i++) {
+        if (res->members[i] < 0x20) {
+            *why = "raw control byte in the members";
+            return 0;
+        }
+    }
+
+    if (res->session != NULL
+        ? (conf->session_path == NULL
+           || !ngx_http_webhook_sse_json_session_valid(res->session,
+                                                       res->session_len))
+        : res->session_len != 0)
+    {
+        *why = "session invalid or not asked for";
+        return 0;
+    }
+
+    object = xmalloc(res->members_len + 2);
+    object[0] = '{';
+    memcpy(object + 1, res->members, res->members_len);
+    object[res->members_len + 1] = '}';
+
+    memset(&cb, 0, sizeof(cb));
+    cb.yajl_start_map = regress_keys_open;
+    cb.yajl_map_key = regress_keys_key;
+    cb.yajl_end_map = regress_keys_close;
+    cb.yajl_start_array = regress_keys_open;
+    cb.yajl_end_array = regress_keys_close;
+
+    memset(&keys, 0, sizeof(keys));
+    keys.drop_key = conf->drop_key;
+    keys.drop_key_len = conf->drop_key_len;
+
+    h = yajl_alloc(&cb, NULL, &keys);
+
+    st = yajl_parse(h, object, res->members_len + 2);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    ok = 0;
+
+    if (st != yajl_status_ok || keys.depth != 0) {
+        *why = "{members} is not a JSON object";
+
+    } else if (keys.dropped) {
+        *why = "a dropped key is left at the top level";
+
+    } else {
+        /* parsed again the members and the session must come back as is */
+
+        rc = ngx_http_webhook_sse_json_parse(conf, object,
+                                             res->members_len + 2, &again);
+
+        ok = rc == OK
+             && again.members_len == res->members_len
+             && memcmp(again.members, res->members, res->members_len) == 0
+             && again.session_len == res->session_len
+             && (res->session == NULL
+                 || memcmp(again.session, res->session, res->session_len)
+                    == 0);
+
+        if (!ok) {
+            *why = "members or session change when parsed again";
+        }
+
+        ngx_http_webhook_sse_json_free(&again);
+    }
+
+    free(object);
+
+    return ok;
+}
+
+
+static void
+regress_file(const char *dir, const char *file)
+{
+    int                                 rc, ok, accepted, plain_accepted;
+    char                               *path, name[300];
+    long                                size;
+    FILE                               *f;
+    size_t                              s, m, d;
+    const char                         *why;
+    unsigned char                      *body;
+    ngx_http_webhook_sse_json_conf_t    conf;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    snprintf(name, sizeof(name), "regress %s: invariants in all "
+             "configurations", file);
+
+    path = concat(dir, "/", file);
+
+    f = fopen(path, "rb");
+    if (f == NULL
+        || fseek(f, 0, SEEK_END) != 0
+        || (size = ftell(f)) < 0
+        || fseek(f, 0, SEEK_SET) != 0)
+    {
+        check(0, name);
+        printf("#   cannot read %s\n", path);
+
+        if (f) {
+            fclose(f);
+        }
+
+        free(path);
+        return;
+    }
+
+    /* exactly the size of the body, so that a read past it is caught */
+
+    body = xmalloc(size ? size : 1);
+
+    if (fread(body, 1, size, f) != (size_t) size) {
+        size = -1;
+    }
+
+    fclose(f);
+
+    ok = (size >= 0);
+    why = (size >= 0) ? NULL : "short read";
+    accepted = 0;
+    plain_accepted = 0;
+
+    for (s = 0; ok && s < 3; s++) {
+        for (m = 0; ok && m < 2; m++) {
+            for (d = 0; ok && d < 2; d++) {
+                conf = conf_of(regress_sessions[s], regress_messages[m]);
+
+                if (regress_drop_keys[d] != NULL) {
+                    conf.drop_key =
+                        (const unsigned char *) regress_drop_keys[d];
+                    conf.drop_key_len = strlen(regress_drop_keys[d]);
+                }
+
+                memset(&res, 0x5a, sizeof(res));
+
+                rc = ngx_http_webhook_sse_json_parse(&conf, body, size, &res);
+
+                ok = regress_outcome(&conf, rc, &res, &why);
+
+                if (!ok) {
+                    printf("#   session %s, message %s, drop %s: rc %d, "
+                           "error \"%s\"\n",
+                           regress_sessions[s] ? regress_sessions[s] : "off",
+                           regress_messages[m] ? regress_messages[m] : "off",
+                           regress_drop_keys[d] ? regress_drop_keys[d]
+                                                : "none",
+                           rc, res.error);
+                    diag_bytes("members", res.members, res.members_len);
+                }
+
+                if (rc == OK) {
+                    accepted++;
+                    plain_accepted |= (s == 0 && m == 0 && d == 0);
+                }
+
+                ngx_http_webhook_sse_json_free(&res);
+            }
+        }
+    }
+
+    if (ok && strncmp(file, "accept-", 7) == 0 && !plain_accepted) {
+        ok = 0;
+        why = "rejected with both fields off";
+    }
+
+    if (ok && strncmp(file, "reject-", 7) == 0 && accepted) {
+        ok = 0;
+        why = "accepted in some configuration";
+    }
+
+    if (!check(ok, name)) {
+        printf("#   %s\n", why);
+    }
+
+    free(body);
+    free(path);
+}
+
+
+static int
+regress_compare(const void *a, const void *b)
+{
+    return strcmp(*(char * const *) a, *(char * const *) b);
+}
+
+
+static void
+test_regress(void)
+{
+    DIR                               *dp;
+    char                              *dir, **files, *p;
+    size_t                             n, i, slash;
+    const char                        *env;
+    struct dirent                     *de;
+    ngx_http_webhook_sse_json_conf_t   conf;
+
+    /* found by util/fuzz: a reserved name followed by an escaped NUL */
+
+    conf = conf_default();
+    conf.drop_key = (const unsigned char *) "secret";
+    conf.drop_key_len = sizeof("secret") - 1;
+
+    expect("keys that only start with a reserved name are kept", &conf,
+           "{\"message\":\"m\",\"type\\u0000\":1,\"secret\\u0000\":2,"
+           "\"timestamp\":3}",
+           "\"message\":\"m\",\"type\\u0000\":1,\"secret\\u0000\":2",
+           NULL, NULL);
+
+    env = getenv("WEBHOOK_SSE_REGRESS_DIR");
+
+    if (env != NULL && env[0] != '\0') {
+        dir = concat(env, "", "");
+
+    } else {
+        /* t/unit/regress next to this file, whatever the current directory */
+
+        p = strrchr(__FILE__, '/');
+        slash = p ? (size_t) (p - __FILE__) + 1 : 0;
+
+        dir = xmalloc(slash + sizeof("regress"));
+        memcpy(dir, __FILE__, slash);
+        memcpy(dir + slash, "regress", sizeof("regress"));
+    }
+
+    dp = opendir(dir);
+
+    if (!check(dp != NULL, "regress: directory t/unit/regress found")) {
+        printf("#   cannot open %s\n", dir);
+        free(dir);
+        return;
+    }
+
+    files = NULL;
+    n = 0;
+
+    while ((de = readdir(dp)) != NULL) {
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+
+        files = realloc(files, (n + 1) * sizeof(char *));
+        if (files == NULL) {
+            printf("Bail out! out of memory\n");
+            exit(1);
+        }
+
+        files[n++] = concat(de->d_name, "", "");
+    }
+
+    closedir(dp);
+
+    check(n > 0, "regress: t/unit/regress holds bodies");
+
+    if (n) {
+        qsort(files, n, sizeof(char *), regress_compare);
+    }
+
+    for (i = 0; i < n; i++) {
+        regress_file(dir, files[i]);
+        free(files[i]);
+    }
+
+    free(files);
+    free(dir);
+}
+
+
 int
 main(void)
 {
@@ -1416,6 +1791,7 @@ main(void)
     test_free();
     test_session_valid();
     test_escape();
+    test_regress();
 
     printf("1..%d\n", tests);
 
