@@ -52,7 +52,8 @@ ngx_http_webhook_sse_error_header_filter(ngx_http_request_t *r)
 
     if (r != r->main
         || r->headers_out.status < NGX_HTTP_BAD_REQUEST
-        || (wlcf->publish == NULL && wlcf->stream == NULL)
+        || (wlcf->publish == NULL && wlcf->stream == NULL
+            && wlcf->status == NULL)
         || (r->headers_out.content_type.len == sizeof("application/json") - 1
             && ngx_strncmp(r->headers_out.content_type.data,
                            "application/json",

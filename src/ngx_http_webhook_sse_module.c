@@ -68,6 +68,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, stream),
       NULL },
 
+    { ngx_string("webhook_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, status),
+      NULL },
+
     { ngx_string("webhook_session"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_sse_session,
@@ -253,6 +260,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->publish = NULL;
      *     conf->stream = NULL;
+     *     conf->status = NULL;
      *     conf->session_field = { 0, NULL };
      *     conf->message_field = { 0, NULL };
      *     conf->session_from_args = 0;
@@ -468,7 +476,7 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* webhook_publish NAME, webhook_stream NAME */
+/* webhook_publish NAME, webhook_stream NAME, webhook_status NAME */
 
 static char *
 ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -483,8 +491,9 @@ ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     field = (ngx_shm_zone_t **) (p + cmd->offset);
 
-    if (wlcf->publish || wlcf->stream) {
-        return "is duplicate: a location either publishes or streams";
+    if (wlcf->publish || wlcf->stream || wlcf->status) {
+        return "is duplicate: a location publishes, streams or reports "
+               "status";
     }
 
     value = cf->args->elts;
@@ -497,9 +506,15 @@ ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    clcf->handler = (field == &wlcf->publish)
-                    ? ngx_http_webhook_sse_publish_handler
-                    : ngx_http_webhook_sse_stream_handler;
+    if (field == &wlcf->publish) {
+        clcf->handler = ngx_http_webhook_sse_publish_handler;
+
+    } else if (field == &wlcf->stream) {
+        clcf->handler = ngx_http_webhook_sse_stream_handler;
+
+    } else {
+        clcf->handler = ngx_http_webhook_sse_status_handler;
+    }
 
     return NGX_CONF_OK;
 }
@@ -922,9 +937,7 @@ ngx_int_t
 ngx_http_webhook_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
@@ -938,6 +951,17 @@ ngx_http_webhook_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
+
+    return ngx_http_webhook_sse_send_body(r, body, len);
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_body(ngx_http_request_t *r, u_char *body,
+    size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {

@@ -23,6 +23,7 @@
 typedef struct {
     ngx_shm_zone_t              *publish;
     ngx_shm_zone_t              *stream;
+    ngx_shm_zone_t              *status;
 
     ngx_http_complex_value_t    *session;
     ngx_http_complex_value_t    *secret;
@@ -123,9 +124,12 @@ extern ngx_module_t  ngx_http_webhook_sse_module;
 
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_webhook_sse_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_webhook_sse_send_body(ngx_http_request_t *r, u_char *body,
+    size_t len);
 ngx_int_t ngx_http_webhook_sse_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error);
 ngx_int_t ngx_http_webhook_sse_reject(ngx_http_request_t *r,

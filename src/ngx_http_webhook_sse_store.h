@@ -83,6 +83,7 @@ typedef struct {
     ngx_uint_t                       published;
     ngx_uint_t                       evicted;
     ngx_uint_t                       expired;
+    ngx_atomic_t                     delivered;
 
     ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
 } ngx_http_webhook_sse_shctx_t;

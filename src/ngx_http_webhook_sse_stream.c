@@ -90,6 +90,9 @@ static u_char  ngx_http_webhook_sse_last_chunk[] = "0" CRLF CRLF;
 static ngx_http_webhook_sse_event_t  **ngx_http_webhook_sse_batch;
 static ngx_uint_t                      ngx_http_webhook_sse_batch_size;
 
+/* events handed to streams by one delivery, for the zone's total */
+static ngx_atomic_uint_t               ngx_http_webhook_sse_pushed;
+
 
 ngx_int_t
 ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
@@ -553,6 +556,7 @@ ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_shctx_t     *sh;
     ngx_http_webhook_sse_channel_t   *channel;
+    ngx_http_webhook_sse_out_t       *out;
     ngx_http_webhook_sse_lchannel_t  *lc, *nlc, *broadcast;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
 
@@ -642,6 +646,15 @@ ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     }
 
     sh->slots[zone->slot]->streams++;
+
+    for (out = ctx->queued; out; out = out->next) {
+        if (out->event) {
+            ngx_http_webhook_sse_pushed++;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->delivered, ngx_http_webhook_sse_pushed);
+    ngx_http_webhook_sse_pushed = 0;
 
     ngx_http_webhook_sse_store_unlock(zone);
 
@@ -953,6 +966,12 @@ ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone)
         ngx_http_webhook_sse_event_release(ev);
     }
 
+    if (ngx_http_webhook_sse_pushed) {
+        (void) ngx_atomic_fetch_add(&zone->sh->delivered,
+                                    ngx_http_webhook_sse_pushed);
+        ngx_http_webhook_sse_pushed = 0;
+    }
+
     for (lc = dirty; lc; lc = lc->next_dirty) {
         lc->dirty = 0;
     }
@@ -1091,6 +1110,7 @@ ngx_http_webhook_sse_push(ngx_http_webhook_sse_ctx_t *ctx,
         ctx->failed = 1;
     }
 
+    ngx_http_webhook_sse_pushed++;
     ctx->cursor = ev->seq;
 
     if (!ctx->touched) {
