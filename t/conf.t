@@ -71,6 +71,10 @@ sub example
     is(@ev && $ev[-1]{json}{message}, 'Hello',
        'nginx.conf: the stream gets it');
 
+    $r = $t->request('GET', '/webhook-status');
+    is($r->{json} && $r->{json}{published}, 1,
+       'nginx.conf: /webhook-status reports the publish');
+
     $s->close;
     $t->stop;
 }
