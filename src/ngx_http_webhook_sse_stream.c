@@ -46,7 +46,7 @@ static ngx_http_webhook_sse_lchannel_t *ngx_http_webhook_sse_lchannel(
     ngx_http_webhook_sse_zone_t *zone, uint64_t id);
 static ngx_int_t ngx_http_webhook_sse_fetch(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_lchannel_t *lc, uint64_t horizon);
-static void ngx_http_webhook_sse_push(ngx_http_webhook_sse_ctx_t *ctx,
+static ngx_uint_t ngx_http_webhook_sse_push(ngx_http_webhook_sse_ctx_t *ctx,
     ngx_http_webhook_sse_event_t *ev);
 static ngx_http_webhook_sse_event_t *ngx_http_webhook_sse_event(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_msg_t *msg);
@@ -66,9 +66,7 @@ static void ngx_http_webhook_sse_detached_read(ngx_event_t *rev);
 static void ngx_http_webhook_sse_detached_write(ngx_event_t *wev);
 static ngx_int_t ngx_http_webhook_sse_send(ngx_http_webhook_sse_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_sse_flush_detached(
-    ngx_http_webhook_sse_ctx_t *ctx);
-static ngx_int_t ngx_http_webhook_sse_flush_raw(
-    ngx_http_webhook_sse_ctx_t *ctx);
+    ngx_http_webhook_sse_ctx_t *ctx, ngx_uint_t chunked);
 static ngx_uint_t ngx_http_webhook_sse_too_slow(
     ngx_http_webhook_sse_ctx_t *ctx);
 static void ngx_http_webhook_sse_close(ngx_http_webhook_sse_ctx_t *ctx,
@@ -89,9 +87,6 @@ static u_char  ngx_http_webhook_sse_last_chunk[] = "0" CRLF CRLF;
 /* events fetched by one delivery, process-local scratch */
 static ngx_http_webhook_sse_event_t  **ngx_http_webhook_sse_batch;
 static ngx_uint_t                      ngx_http_webhook_sse_batch_size;
-
-/* events handed to streams by one delivery, for the zone's total */
-static ngx_atomic_uint_t               ngx_http_webhook_sse_pushed;
 
 
 ngx_int_t
@@ -556,7 +551,6 @@ ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_shctx_t     *sh;
     ngx_http_webhook_sse_channel_t   *channel;
-    ngx_http_webhook_sse_out_t       *out;
     ngx_http_webhook_sse_lchannel_t  *lc, *nlc, *broadcast;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
 
@@ -646,15 +640,6 @@ ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     }
 
     sh->slots[zone->slot]->streams++;
-
-    for (out = ctx->queued; out; out = out->next) {
-        if (out->event) {
-            ngx_http_webhook_sse_pushed++;
-        }
-    }
-
-    (void) ngx_atomic_fetch_add(&sh->delivered, ngx_http_webhook_sse_pushed);
-    ngx_http_webhook_sse_pushed = 0;
 
     ngx_http_webhook_sse_store_unlock(zone);
 
@@ -759,6 +744,8 @@ ngx_http_webhook_sse_replay(ngx_http_webhook_sse_ctx_t *ctx,
         }
     }
 
+    (void) ngx_atomic_fetch_add(&zone->sh->delivered, n);
+
     ngx_free(events);
 
     return NGX_OK;
@@ -853,7 +840,7 @@ void
 ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone)
 {
     uint64_t                          horizon;
-    ngx_uint_t                        i, n, overflow, nchannels;
+    ngx_uint_t                        i, n, overflow, nchannels, delivered;
     ngx_queue_t                      *q;
     ngx_rbtree_node_t                *node;
     ngx_http_webhook_sse_ctx_t       *ctx;
@@ -868,6 +855,7 @@ ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone)
 
     dirty = NULL;
     nchannels = 0;
+    delivered = 0;
     ngx_http_webhook_sse_batch_size = 0;
 
     ngx_http_webhook_sse_store_lock(zone);
@@ -949,7 +937,7 @@ ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone)
                  q = ngx_queue_next(q))
             {
                 ctx = ngx_queue_data(q, ngx_http_webhook_sse_ctx_t, zone_link);
-                ngx_http_webhook_sse_push(ctx, ev);
+                delivered += ngx_http_webhook_sse_push(ctx, ev);
             }
 
         } else {
@@ -959,17 +947,15 @@ ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone)
             {
                 ctx = ngx_queue_data(q, ngx_http_webhook_sse_ctx_t,
                                      channel_link);
-                ngx_http_webhook_sse_push(ctx, ev);
+                delivered += ngx_http_webhook_sse_push(ctx, ev);
             }
         }
 
         ngx_http_webhook_sse_event_release(ev);
     }
 
-    if (ngx_http_webhook_sse_pushed) {
-        (void) ngx_atomic_fetch_add(&zone->sh->delivered,
-                                    ngx_http_webhook_sse_pushed);
-        ngx_http_webhook_sse_pushed = 0;
+    if (delivered) {
+        (void) ngx_atomic_fetch_add(&zone->sh->delivered, delivered);
     }
 
     for (lc = dirty; lc; lc = lc->next_dirty) {
@@ -1098,25 +1084,28 @@ ngx_http_webhook_sse_cmp_events(const void *one, const void *two)
 }
 
 
-static void
+/* 1 when the event was handed to the stream */
+
+static ngx_uint_t
 ngx_http_webhook_sse_push(ngx_http_webhook_sse_ctx_t *ctx,
     ngx_http_webhook_sse_event_t *ev)
 {
     if (ctx->ending || ev->seq <= ctx->cursor) {
-        return;
+        return 0;
     }
 
     if (ngx_http_webhook_sse_append(ctx, ev, NULL, 0) != NGX_OK) {
         ctx->failed = 1;
     }
 
-    ngx_http_webhook_sse_pushed++;
     ctx->cursor = ev->seq;
 
     if (!ctx->touched) {
         ctx->touched = 1;
         ngx_queue_insert_tail(&ctx->zone->touched, &ctx->touched_link);
     }
+
+    return 1;
 }
 
 
@@ -1239,7 +1228,7 @@ ngx_http_webhook_sse_flush(ngx_http_webhook_sse_ctx_t *ctx)
     }
 
     if (ctx->detached) {
-        return ngx_http_webhook_sse_flush_detached(ctx);
+        return ngx_http_webhook_sse_flush_detached(ctx, ctx->chunked);
     }
 
     r = ctx->request;
@@ -1290,15 +1279,18 @@ ngx_http_webhook_sse_flush(ngx_http_webhook_sse_ctx_t *ctx)
 }
 
 
+/* chunked: the queued buffers go out as one chunk of the response */
+
 static ngx_int_t
-ngx_http_webhook_sse_flush_detached(ngx_http_webhook_sse_ctx_t *ctx)
+ngx_http_webhook_sse_flush_detached(ngx_http_webhook_sse_ctx_t *ctx,
+    ngx_uint_t chunked)
 {
     size_t                        len;
     ngx_http_webhook_sse_out_t   *out, *head, **tail;
 
     static u_char  crlf[] = CRLF;
 
-    if (ctx->chunked) {
+    if (chunked) {
         len = 0;
 
         for (out = ctx->queued; out; out = out->next) {
@@ -1351,25 +1343,6 @@ ngx_http_webhook_sse_flush_detached(ngx_http_webhook_sse_ctx_t *ctx)
     }
 
     return NGX_OK;
-}
-
-
-/* the terminating chunk goes out as it is */
-
-static ngx_int_t
-ngx_http_webhook_sse_flush_raw(ngx_http_webhook_sse_ctx_t *ctx)
-{
-    ngx_uint_t  chunked;
-    ngx_int_t   rc;
-
-    chunked = ctx->chunked;
-    ctx->chunked = 0;
-
-    rc = ngx_http_webhook_sse_flush_detached(ctx);
-
-    ctx->chunked = chunked;
-
-    return rc;
 }
 
 
@@ -1444,7 +1417,7 @@ ngx_http_webhook_sse_write_handler(ngx_http_request_t *r)
     if (ctx->busy) {
         clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-        ngx_add_timer(wev, clcf->send_timeout);
+        ngx_add_timer(wev, ctx->send_timeout);
 
         if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
             ngx_http_webhook_sse_close(ctx, NGX_ERROR);
@@ -1557,7 +1530,8 @@ ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone)
                                             ngx_http_webhook_sse_last_chunk,
                                    sizeof(ngx_http_webhook_sse_last_chunk) - 1)
                 != NGX_OK
-                || ngx_http_webhook_sse_flush_raw(ctx) != NGX_OK))
+                /* the terminating chunk goes out as it is */
+                || ngx_http_webhook_sse_flush_detached(ctx, 0) != NGX_OK))
         {
             ngx_http_webhook_sse_close(ctx, NGX_ERROR);
             continue;
