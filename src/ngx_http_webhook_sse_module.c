@@ -937,13 +937,25 @@ ngx_int_t
 ngx_http_webhook_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)
 {
-    ngx_int_t  rc;
+    static ngx_str_t  type = ngx_string("application/json");
+
+    return ngx_http_webhook_sse_send_response(r, status, &type, body, len);
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_response(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
@@ -951,17 +963,6 @@ ngx_http_webhook_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
     }
-
-    return ngx_http_webhook_sse_send_body(r, body, len);
-}
-
-
-ngx_int_t
-ngx_http_webhook_sse_send_body(ngx_http_request_t *r, u_char *body,
-    size_t len)
-{
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {

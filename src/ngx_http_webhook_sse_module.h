@@ -128,8 +128,8 @@ ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_webhook_sse_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
-ngx_int_t ngx_http_webhook_sse_send_body(ngx_http_request_t *r, u_char *body,
-    size_t len);
+ngx_int_t ngx_http_webhook_sse_send_response(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_webhook_sse_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error);
 ngx_int_t ngx_http_webhook_sse_reject(ngx_http_request_t *r,

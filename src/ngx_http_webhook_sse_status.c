@@ -44,6 +44,9 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
     ngx_http_webhook_sse_figures_t    f;
 
+    static ngx_str_t  prometheus_type =
+                          ngx_string("text/plain; version=0.0.4");
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_webhook_sse_reject(r, NGX_HTTP_NOT_ALLOWED,
                                            "method not allowed: use GET");
@@ -109,18 +112,8 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
             name, f.streams, name, f.published, name, f.delivered, name,
             f.evicted, name, f.expired);
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = p - body;
-    ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_webhook_sse_send_body(r, body, p - body);
+    return ngx_http_webhook_sse_send_response(r, NGX_HTTP_OK, &prometheus_type,
+                                              body, p - body);
 }
 
 
