@@ -24,6 +24,7 @@ package WebhookSSE::Test;
 #
 # new(http => SNIPPET, main => LINES, workers => 2, env => {NAME => VALUE},
 #     expect_log => [qr/../])      a server under t/servroot-<pid>-<n>/
+# example(NAME, ports => {..}, ..) a server running conf/NAME as it is
 # start, reload (returns the old worker pids), stop, test_config,
 # set_config(http => ..), worker_pids, wait_pids_gone(\@pids, s),
 # port(n), dir, error_log, access_log, wait_error_log(qr//, s),
@@ -142,6 +143,43 @@ sub new
 
     push @SERVERS, $self;
     return $self;
+}
+
+
+
+# example(NAME, ports => { PORT => REPLACEMENT }, OPTIONS of new)
+# A server running the example conf/NAME as it is; only what ties the file
+# to a checkout changes: load_module names the module under test (with
+# "user root;" when run as root), the first error_log and pid go into the
+# server's directory, as do run/tmp/* and run/*.log, "root conf/html"
+# points at the repository's page, and 127.0.0.1:8080 becomes %%PORT%%.
+# ports => maps other loopback ports everywhere they appear, to a
+# placeholder ({ 3000 => '%%PORT2%%' }) or a port of the test's own
+# ({ 5000 => $port }).
+
+sub example
+{
+    my ($class, $name, %opt) = @_;
+    my %ports = (8080 => '%%PORT%%', %{ delete $opt{ports} // {} });
+
+    open my $fh, '<', "$ROOT/conf/$name" or die "conf/$name: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+
+    my $user = $> == 0 ? "user root;\n" : '';
+
+    $text =~ s{^load_module \S+;}{${user}load_module $MODULE;}m
+        or die "conf/$name: no load_module\n";
+    $text =~ s{^(\s*)error_log [^;]+;}
+              {${1}error_log %%PREFIX%%/logs/error.log info;}m;
+    $text =~ s{^(\s*)pid [^;]+;}{${1}pid %%PREFIX%%/logs/nginx.pid;}m;
+    $text =~ s{\brun/tmp/(\w+)}{%%PREFIX%%/tmp/$1}g;
+    $text =~ s{\brun/([\w.-]+\.log)\b}{%%PREFIX%%/logs/$1}g;
+    $text =~ s{\broot conf/html;}{root $ROOT/conf/html;}g;
+    $text =~ s{\b127\.0\.0\.1:(\d+)\b}
+              {exists $ports{$1} ? "127.0.0.1:$ports{$1}" : $&}ge;
+
+    return $class->new(%opt, conf => $text);
 }
 
 
