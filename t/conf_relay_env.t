@@ -49,7 +49,8 @@ $r = $t->publish('/api/webhook', { message => 'forged', sessionId => 'abc123' },
                  secret => 'WEBHOOK_SECRET');
 is($r->{status}, 401, 'the variable\'s name is not the secret');
 
-$r = $t->publish('/api/webhook', { message => 'forged', sessionId => 'abc123' });
+$r = $t->publish('/api/webhook', { message => 'forged',
+                                   sessionId => 'abc123' });
 is($r->{status}, 401, 'missing secret: 401');
 is($r->{json} && $r->{json}{error}, 'missing X-Webhook-Secret header',
    'missing secret: error object');
