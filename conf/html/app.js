@@ -1,7 +1,9 @@
 /*
  * nginx-webhook-sse demo chat window: one EventSource per tab, webhook
- * messages as chat bubbles, and a form that publishes a test webhook.
- * All message data is rendered with textContent, never as HTML.
+ * messages as chat bubbles (plain text and the rich content types of
+ * common chat widgets), and a form that publishes a test webhook.
+ * All message data is rendered with textContent and DOM properties, never
+ * as HTML; links and images are followed only for http(s) addresses.
  */
 
 'use strict';
@@ -43,16 +45,21 @@
         }).join('');
     }
 
+    /* connecting, connected, reconnecting, closed */
+
     function setState(s) {
         state.textContent = s;
         state.setAttribute('data-state', s);
     }
 
     /*
-     * The browser reconnects by itself after network errors and sends
-     * Last-Event-ID.  It gives up for good on a non-200 answer (readyState
-     * CLOSED); then we open a new stream and pass the last id we saw in the
-     * lastEventId query argument, so nothing retained is missed.
+     * The browser reconnects by itself when a stream ends or breaks
+     * (readyState CONNECTING), waiting the server's "retry" time, and sends
+     * Last-Event-ID: the server replays what was published meanwhile.  It
+     * gives up for good on a non-200 answer (readyState CLOSED); then we
+     * open a new stream and pass the last id we saw in the lastEventId
+     * query argument, so nothing retained is missed either.  Every message
+     * id is rendered once, whatever a replay repeats.
      */
 
     function connect() {
@@ -66,10 +73,6 @@
         setState('connecting');
 
         source = new EventSource(url);
-
-        source.onopen = function () {
-            setState('open');
-        };
 
         source.onerror = function () {
             if (source.readyState === EventSource.CLOSED) {
@@ -92,13 +95,21 @@
                 return;
             }
 
-            if (e.lastEventId) {
-                lastEventId = e.lastEventId;
+            if (data === null || typeof data !== 'object') {
+                return;
             }
 
-            if (data === null || data.type !== 'webhook_message') {
-                /* "connected" and anything unknown */
+            if (data.type === 'connected') {
+                setState('connected');
                 return;
+            }
+
+            if (data.type !== 'webhook_message') {
+                return;
+            }
+
+            if (e.lastEventId) {
+                lastEventId = e.lastEventId;
             }
 
             if (seen.has(data.messageId)) {
@@ -111,45 +122,356 @@
         };
     }
 
+
+    /* ----- rendering ---------------------------------------------------- */
+
+    function el(tag, className, text) {
+        var node = document.createElement(tag);
+
+        if (className) {
+            node.className = className;
+        }
+
+        if (text !== undefined && text !== null) {
+            node.textContent = String(text);
+        }
+
+        return node;
+    }
+
+    function isObject(v) {
+        return v !== null && typeof v === 'object' && !Array.isArray(v);
+    }
+
+    function str(v) {
+        return (typeof v === 'string' || typeof v === 'number') ? String(v)
+                                                                : '';
+    }
+
+    /* an absolute http(s) address, or null for anything else */
+
+    function safeUrl(u) {
+        var url;
+
+        if (typeof u !== 'string' || u === '') {
+            return null;
+        }
+
+        try {
+            url = new URL(u, location.href);
+        } catch (err) {
+            return null;
+        }
+
+        if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+            return null;
+        }
+
+        return url.href;
+    }
+
+    function link(text, href, className) {
+        var a;
+        var url = safeUrl(href);
+
+        if (url === null) {
+            return el('span', className, text);
+        }
+
+        a = el('a', className, text);
+        a.href = url;
+        a.target = '_blank';
+        a.rel = 'noopener noreferrer';
+
+        return a;
+    }
+
+    /*
+     * content_attributes.items, the shape of common chat widgets
+     * (Chatwoot): a lone "card" may also carry its fields directly.
+     */
+
+    function items(type, attrs) {
+        if (!isObject(attrs)) {
+            return [];
+        }
+
+        if (Array.isArray(attrs.items)) {
+            return attrs.items.filter(isObject);
+        }
+
+        if (type === 'card') {
+            return [attrs];
+        }
+
+        return [];
+    }
+
+    function renderCards(list) {
+        var box = el('div', 'rich rich-cards');
+
+        list.forEach(function (item) {
+            var card = el('div', 'card');
+            var body = el('div', 'card-body');
+            var media = safeUrl(item.media_url);
+
+            if (media) {
+                var img = el('img', 'card-media');
+                img.src = media;
+                img.alt = str(item.title);
+                img.loading = 'lazy';
+                card.appendChild(img);
+            }
+
+            if (str(item.title)) {
+                body.appendChild(el('h3', 'card-title', str(item.title)));
+            }
+
+            if (str(item.description)) {
+                body.appendChild(el('p', 'card-description',
+                                    str(item.description)));
+            }
+
+            var actions = el('div', 'card-actions');
+
+            (Array.isArray(item.actions) ? item.actions : [])
+                .filter(isObject).forEach(function (action) {
+                    var text = str(action.text) || str(action.uri)
+                               || str(action.payload);
+
+                    if (action.type === 'link') {
+                        actions.appendChild(link(text, action.uri,
+                                                 'card-action'));
+                        return;
+                    }
+
+                    actions.appendChild(choice(text, action.payload,
+                                               'card-action', actions));
+                });
+
+            if (actions.firstChild) {
+                body.appendChild(actions);
+            }
+
+            card.appendChild(body);
+            box.appendChild(card);
+        });
+
+        return box;
+    }
+
+    function renderArticles(list) {
+        var box = el('ul', 'rich rich-article');
+
+        list.forEach(function (item) {
+            var li = el('li', 'article');
+
+            li.appendChild(link(str(item.title) || str(item.link),
+                                item.link, 'article-title'));
+
+            if (str(item.description)) {
+                li.appendChild(el('p', 'article-description',
+                                  str(item.description)));
+            }
+
+            box.appendChild(li);
+        });
+
+        return box;
+    }
+
+    /* a postback or quick reply: the demo only marks the choice */
+
+    function choice(text, value, className, group) {
+        var b = el('button', className, text);
+
+        b.type = 'button';
+        b.setAttribute('aria-pressed', 'false');
+        b.dataset.value = str(value);
+
+        b.addEventListener('click', function () {
+            Array.prototype.forEach.call(group.querySelectorAll('button'),
+                function (other) {
+                    other.setAttribute('aria-pressed',
+                                       other === b ? 'true' : 'false');
+                });
+        });
+
+        return b;
+    }
+
+    function renderOptions(list) {
+        var box = el('div', 'rich rich-input_select');
+
+        list.forEach(function (item) {
+            box.appendChild(choice(str(item.title) || str(item.value),
+                                   item.value, 'option', box));
+        });
+
+        return box;
+    }
+
+    /*
+     * A form of text, email, text_area and select fields.  The demo has no
+     * application to submit it to: it shows the values it would send.
+     */
+
+    function renderForm(list, attrs) {
+        var f = el('form', 'rich rich-form');
+        var submitted = isObject(attrs.submitted_values)
+                        ? attrs.submitted_values : null;
+
+        list.forEach(function (item) {
+            var field;
+            var label = el('label', 'form-field');
+            var name = str(item.name);
+
+            label.appendChild(el('span', 'form-label',
+                                 str(item.label) || name));
+
+            if (item.type === 'select') {
+                field = el('select');
+
+                (Array.isArray(item.options) ? item.options : [])
+                    .filter(isObject).forEach(function (o) {
+                        var opt = el('option', null,
+                                     str(o.label) || str(o.value));
+                        opt.value = str(o.value);
+                        field.appendChild(opt);
+                    });
+
+            } else if (item.type === 'text_area') {
+                field = el('textarea');
+                field.rows = 3;
+
+            } else {
+                field = el('input');
+                field.type = (item.type === 'email') ? 'email' : 'text';
+            }
+
+            field.name = name;
+
+            if (field.tagName !== 'SELECT') {
+                field.placeholder = str(item.placeholder);
+            }
+
+            if (str(item.default)) {
+                field.value = str(item.default);
+            }
+
+            if (submitted && name in submitted) {
+                field.value = str(submitted[name]);
+            }
+
+            if (item.required === true) {
+                field.required = true;
+            }
+
+            label.appendChild(field);
+            f.appendChild(label);
+        });
+
+        var button = el('button', 'form-submit', 'Submit');
+        button.type = 'submit';
+        f.appendChild(button);
+
+        function done(values) {
+            Array.prototype.forEach.call(f.elements, function (field) {
+                field.disabled = true;
+            });
+
+            var note = el('p', 'form-submitted',
+                          'Submitted: ' + JSON.stringify(values));
+            f.appendChild(note);
+        }
+
+        f.addEventListener('submit', function (e) {
+            var values = {};
+
+            e.preventDefault();
+
+            Array.prototype.forEach.call(f.elements, function (field) {
+                if (field.name) {
+                    values[field.name] = field.value;
+                }
+            });
+
+            done(values);
+        });
+
+        if (submitted) {
+            done(submitted);
+        }
+
+        return f;
+    }
+
+    function renderRich(type, attrs) {
+        var list = items(type, attrs);
+
+        if (list.length === 0) {
+            return null;
+        }
+
+        switch (type) {
+        case 'card':
+        case 'cards':
+            return renderCards(list);
+        case 'article':
+            return renderArticles(list);
+        case 'form':
+            return renderForm(list, attrs);
+        case 'input_select':
+            return renderOptions(list);
+        default:
+            return null;
+        }
+    }
+
     function render(data) {
-        var bubble = document.createElement('div');
-        bubble.className = 'bubble';
+        var bubble = el('div', 'bubble webhook');
 
-        var head = document.createElement('div');
+        bubble.dataset.messageId = str(data.messageId);
 
-        var badge = document.createElement('span');
-        badge.className = 'badge';
-        badge.textContent = 'Webhook';
-        head.appendChild(badge);
+        var head = el('div', 'head');
 
-        var details = document.createElement('span');
-        details.className = 'details';
+        head.appendChild(el('span', 'badge', 'Webhook'));
 
         var when = new Date(data.timestamp);
-        var target = (data.sessionId === sessionId) ? 'this session'
-                                                    : 'broadcast';
-        details.textContent = when.toLocaleTimeString() + ' \u00b7 '
-                              + target + ' \u00b7 ' + data.messageId;
-        head.appendChild(details);
+        var target = (typeof data.sessionId === 'string')
+                     ? (data.sessionId === sessionId ? 'this session'
+                                                     : data.sessionId)
+                     : 'broadcast';
+
+        head.appendChild(el('span', 'details',
+                            when.toLocaleTimeString() + ' \u00b7 '
+                            + target + ' \u00b7 ' + data.messageId));
 
         bubble.appendChild(head);
 
         if (typeof data.message === 'string') {
-            var text = document.createElement('p');
-            text.className = 'text';
-            text.textContent = data.message;
-            bubble.appendChild(text);
+            bubble.appendChild(el('p', 'text', data.message));
+        }
 
-        } else {
+        var rich = null;
+
+        if (typeof data.content_type === 'string') {
+            bubble.dataset.contentType = data.content_type;
+            rich = renderRich(data.content_type, data.content_attributes);
+        }
+
+        if (rich) {
+            bubble.appendChild(rich);
+
+        } else if (typeof data.message !== 'string') {
             /* a passthrough payload: show its fields as JSON */
             var rest = Object.assign({}, data);
             delete rest.type;
             delete rest.messageId;
             delete rest.timestamp;
 
-            var pre = document.createElement('pre');
-            pre.textContent = JSON.stringify(rest, null, 2);
-            bubble.appendChild(pre);
+            bubble.appendChild(el('pre', 'payload',
+                                  JSON.stringify(rest, null, 2)));
         }
 
         if (empty) {
@@ -161,10 +483,64 @@
         chat.scrollTop = chat.scrollHeight;
     }
 
+
+    /* ----- the test webhook form ---------------------------------------- */
+
+    var samples = {
+        article: {
+            items: [
+                { title: 'Server-sent events (WHATWG HTML)',
+                  description: 'EventSource, Last-Event-ID and retry.',
+                  link: 'https://html.spec.whatwg.org/multipage/'
+                        + 'server-sent-events.html' },
+                { title: 'nginx: reload without dropping clients',
+                  description: 'Old workers end their streams; browsers '
+                               + 'resume on the new ones.',
+                  link: 'https://nginx.org/en/docs/control.html' }
+            ]
+        },
+        cards: {
+            items: [
+                { media_url: 'card.svg',
+                  title: 'Order #1042 shipped',
+                  description: 'Two items, arriving Thursday.',
+                  actions: [
+                      { type: 'link', text: 'Track parcel',
+                        uri: 'https://example.com/track/1042' },
+                      { type: 'postback', text: 'Thanks!',
+                        payload: 'THANKS' }
+                  ] }
+            ]
+        },
+        form: {
+            items: [
+                { name: 'email', label: 'Email', type: 'email',
+                  placeholder: 'you@example.com' },
+                { name: 'topic', label: 'Topic', type: 'select',
+                  options: [ { label: 'Billing', value: 'billing' },
+                             { label: 'Support', value: 'support' } ] },
+                { name: 'details', label: 'Details', type: 'text_area',
+                  placeholder: 'How can we help?' }
+            ]
+        },
+        input_select: {
+            items: [
+                { title: 'Yes, resolved', value: 'yes' },
+                { title: 'No, still broken', value: 'no' }
+            ]
+        }
+    };
+
     form.addEventListener('submit', function (e) {
         e.preventDefault();
 
         var body = { message: form.elements.message.value };
+        var content = form.elements.content.value;
+
+        if (content !== 'text' && samples[content]) {
+            body.content_type = content;
+            body.content_attributes = samples[content];
+        }
 
         if (form.elements.target.value === 'session') {
             body.sessionId = sessionId;
