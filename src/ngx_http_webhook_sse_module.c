@@ -30,9 +30,7 @@ static char *ngx_http_webhook_sse_field(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_webhook_sse_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_webhook_sse_read_secret(ngx_conf_t *cf,
-    ngx_str_t *name, ngx_str_t *secret);
-static char *ngx_http_webhook_sse_heartbeat(ngx_conf_t *cf,
+static char *ngx_http_webhook_sse_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -103,9 +101,30 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       0,
       NULL },
 
+    { ngx_string("webhook_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_verify_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_idempotency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, idempotency),
+      NULL },
+
+    { ngx_string("webhook_stream_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_token_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_heartbeat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_webhook_sse_heartbeat,
+      ngx_http_webhook_sse_time_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_webhook_sse_loc_conf_t, heartbeat),
       NULL },
@@ -268,6 +287,9 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
 
     conf->session = NGX_CONF_UNSET_PTR;
     conf->secret = NGX_CONF_UNSET_PTR;
+    conf->verify = NGX_CONF_UNSET_UINT;
+    conf->token_keys = NGX_CONF_UNSET_PTR;
+    conf->idempotency = NGX_CONF_UNSET_MSEC;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
@@ -314,6 +336,22 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_ptr_value(conf->session, prev->session, NULL);
     ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
+
+    if (conf->verify == NGX_CONF_UNSET_UINT) {
+        conf->verify = (prev->verify == NGX_CONF_UNSET_UINT)
+                       ? NGX_HTTP_WEBHOOK_SSE_VERIFY_OFF : prev->verify;
+        conf->verify_keys = prev->verify_keys;
+        conf->verify_tolerance = prev->verify_tolerance;
+    }
+
+    if (conf->token_keys == NGX_CONF_UNSET_PTR) {
+        conf->token_keys = (prev->token_keys == NGX_CONF_UNSET_PTR)
+                           ? NULL : prev->token_keys;
+        conf->token = prev->token;
+    }
+
+    ngx_conf_merge_msec_value(conf->idempotency, prev->idempotency,
+                              86400000);
 
     if (conf->session_field.data == NULL) {
         conf->session_field = prev->session_field;
@@ -635,7 +673,8 @@ ngx_http_webhook_sse_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_strncmp(value[1].data, "env=", 4) == 0
         || ngx_strncmp(value[1].data, "file=", 5) == 0)
     {
-        rv = ngx_http_webhook_sse_read_secret(cf, &value[1], &secret);
+        rv = ngx_http_webhook_sse_read_secret(cf, &cmd->name, &value[1],
+                                              &secret);
         if (rv != NGX_CONF_OK) {
             return rv;
         }
@@ -663,111 +702,8 @@ ngx_http_webhook_sse_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/*
- * Secrets from the environment or a file are read when the configuration
- * is loaded (by the master, which has the full environment and may read
- * files the workers cannot): workers keep only the value.
- */
-
 static char *
-ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *secret)
-{
-    u_char           *p, *env;
-    size_t            len;
-    ssize_t           n;
-    ngx_str_t         path;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
-
-    if (name->data[0] == 'e') {
-        env = (u_char *) getenv((char *) name->data + 4);
-
-        if (env == NULL || *env == '\0') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "webhook_secret: environment variable \"%s\" "
-                               "is not set or empty", name->data + 4);
-            return NGX_CONF_ERROR;
-        }
-
-        secret->len = ngx_strlen(env);
-        secret->data = ngx_pstrdup(cf->pool, &(ngx_str_t) { secret->len, env });
-
-        return (secret->data == NULL) ? NGX_CONF_ERROR : NGX_CONF_OK;
-    }
-
-    path.data = name->data + 5;
-    path.len = name->len - 5;
-
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-
-    file.name = path;
-    file.log = cf->log;
-    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "webhook_secret: " ngx_open_file_n " \"%s\" failed",
-                           path.data);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 4096)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "webhook_secret: \"%s\" is not a small file",
-                           path.data);
-        goto failed;
-    }
-
-    len = (size_t) ngx_file_size(&fi);
-
-    p = ngx_pnalloc(cf->pool, len + 1);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_file(&file, p, len, 0);
-
-    if (n != (ssize_t) len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "webhook_secret: cannot read \"%s\"", path.data);
-        goto failed;
-    }
-
-    /* the first line is the secret */
-    for (n = 0; n < (ssize_t) len && p[n] != LF && p[n] != CR; n++) {
-        /* void */
-    }
-
-    ngx_close_file(file.fd);
-
-    if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "webhook_secret: \"%s\" is empty", path.data);
-        return NGX_CONF_ERROR;
-    }
-
-    secret->data = p;
-    secret->len = n;
-
-    return NGX_CONF_OK;
-
-failed:
-
-    ngx_close_file(file.fd);
-
-    return NGX_CONF_ERROR;
-}
-
-
-static char *
-ngx_http_webhook_sse_heartbeat(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_http_webhook_sse_time_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     char  *p = conf;

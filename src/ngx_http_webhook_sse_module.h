@@ -19,6 +19,16 @@
 /* "<epoch>-<seq>": two 64-bit decimals and a dash */
 #define NGX_HTTP_WEBHOOK_SSE_ID_LEN  (2 * NGX_INT64_LEN + 1)
 
+/* HMAC-SHA256 */
+#define NGX_HTTP_WEBHOOK_SSE_MAC_LEN    32
+
+/* secrets one webhook_verify may hold at once (key rotation) */
+#define NGX_HTTP_WEBHOOK_SSE_MAX_KEYS   8
+
+#define NGX_HTTP_WEBHOOK_SSE_VERIFY_OFF       0
+#define NGX_HTTP_WEBHOOK_SSE_VERIFY_STANDARD  1
+#define NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB    2
+
 
 typedef struct {
     ngx_shm_zone_t              *publish;
@@ -27,6 +37,18 @@ typedef struct {
 
     ngx_http_complex_value_t    *session;
     ngx_http_complex_value_t    *secret;
+
+    /* webhook_verify: the scheme, its keys (ngx_str_t), seconds */
+    ngx_uint_t                   verify;
+    ngx_array_t                 *verify_keys;
+    time_t                       verify_tolerance;
+
+    /* webhook_stream_token: keys (ngx_str_t) or NULL, and where it is */
+    ngx_array_t                 *token_keys;
+    ngx_http_complex_value_t    *token;
+
+    /* webhook_idempotency: the window, 0 when off */
+    ngx_msec_t                   idempotency;
 
     /* empty string: off */
     ngx_str_t                    session_field;
@@ -140,6 +162,37 @@ ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
 
 ngx_int_t ngx_http_webhook_sse_error_filter_init(ngx_conf_t *cf);
+
+/* secrets and HMAC (ngx_http_webhook_sse_secret.c) */
+char *ngx_http_webhook_sse_conf_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *value, ngx_str_t *secret);
+char *ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *value, ngx_str_t *secret);
+ngx_int_t ngx_http_webhook_sse_hmac_sha256(ngx_str_t *key, u_char *data,
+    size_t len, u_char *mac);
+ngx_uint_t ngx_http_webhook_sse_mac_equal(u_char *a, u_char *b);
+ngx_int_t ngx_http_webhook_sse_match(ngx_array_t *keys, ngx_str_t *data,
+    u_char *mac);
+ngx_int_t ngx_http_webhook_sse_mac_from_hex(u_char *mac, u_char *hex,
+    size_t len);
+ngx_int_t ngx_http_webhook_sse_digest(ngx_str_t *a, ngx_str_t *b,
+    u_char *digest);
+
+/* who may publish (ngx_http_webhook_sse_verify.c) */
+ngx_uint_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
+ngx_uint_t ngx_http_webhook_sse_verify(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
+    ngx_str_t *delivery, const char **error);
+char *ngx_http_webhook_sse_verify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* who may read a stream (ngx_http_webhook_sse_token.c) */
+ngx_uint_t ngx_http_webhook_sse_check_token(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    const char **error);
+char *ngx_http_webhook_sse_token_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* cross-worker doorbells (ngx_http_webhook_sse_notify.c) */
 ngx_int_t ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,

@@ -13,20 +13,23 @@
 
 static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone);
-static ngx_uint_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
 static ngx_uint_t ngx_http_webhook_sse_is_json(ngx_http_request_t *r);
 static void ngx_http_webhook_sse_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_publish(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
+static ngx_int_t ngx_http_webhook_sse_idempotency_key(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *delivery,
+    ngx_str_t *key);
 static ngx_int_t ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
-    ngx_str_t *extra, ngx_str_t *members);
+    ngx_str_t *extra, ngx_str_t *members,
+    ngx_http_webhook_sse_idempotency_t *idem);
+static ngx_int_t ngx_http_webhook_sse_replayed(ngx_http_request_t *r);
 
 
-static ngx_str_t  ngx_http_webhook_sse_secret_header =
-    ngx_string("X-Webhook-Secret");
+static ngx_str_t  ngx_http_webhook_sse_idempotency_header =
+    ngx_string("Idempotency-Key");
 
 
 ngx_int_t
@@ -108,62 +111,6 @@ ngx_http_webhook_sse_health(ngx_http_request_t *r,
 }
 
 
-/*
- * NGX_OK, or the status to answer with and why.  Constant-time in the
- * secret's content; the length only sets the pace.
- */
-
-static ngx_uint_t
-ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error)
-{
-    size_t             i;
-    ngx_str_t          secret;
-    ngx_uint_t         diff;
-    ngx_table_elt_t   *h;
-
-    if (wlcf->secret == NULL) {
-        return NGX_OK;
-    }
-
-    if (ngx_http_complex_value(r, wlcf->secret, &secret) != NGX_OK) {
-        *error = "internal error";
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (secret.len == 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "webhook_secret evaluated to an empty string, "
-                      "refusing the publish");
-        *error = "webhook secret is not configured correctly";
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h = ngx_http_webhook_sse_find_header(r,
-                                         &ngx_http_webhook_sse_secret_header);
-
-    if (h == NULL) {
-        *error = "missing X-Webhook-Secret header";
-        return NGX_HTTP_UNAUTHORIZED;
-    }
-
-    diff = (h->value.len != secret.len);
-
-    for (i = 0; i < secret.len; i++) {
-        diff |= secret.data[i] ^ (i < h->value.len ? h->value.data[i] : 0);
-    }
-
-    if (diff) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "webhook publish with a wrong X-Webhook-Secret");
-        *error = "invalid webhook secret";
-        return NGX_HTTP_UNAUTHORIZED;
-    }
-
-    return NGX_OK;
-}
-
-
 /* application/json or any application/...+json, parameters allowed */
 
 static ngx_uint_t
@@ -204,10 +151,13 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     u_char                              *p;
     ngx_int_t                            rc;
     ngx_str_t                            body, session, extra, members;
-    ngx_str_t                           *field;
+    ngx_str_t                            delivery, *field;
+    ngx_uint_t                           status;
+    const char                          *error;
     ngx_http_webhook_sse_loc_conf_t     *wlcf;
     ngx_http_webhook_sse_json_conf_t     jconf;
     ngx_http_webhook_sse_json_result_t   res;
+    ngx_http_webhook_sse_idempotency_t   idem;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
 
@@ -216,9 +166,25 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    status = ngx_http_webhook_sse_verify(r, wlcf, &body, &delivery, &error);
+    if (status != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r, status, error);
+    }
+
     if (body.len == 0) {
         return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                "request body is empty");
+    }
+
+    ngx_memzero(&idem, sizeof(ngx_http_webhook_sse_idempotency_t));
+
+    rc = ngx_http_webhook_sse_idempotency_key(r, wlcf, &delivery, &idem.key);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "Idempotency-Key must be 1 to "
+                                               "255 printable ASCII "
+                                               "characters");
     }
 
     rc = ngx_http_webhook_sse_get_session(r, wlcf, &session);
@@ -311,7 +277,19 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     members.data = res.members;
     members.len = res.members_len;
 
-    rc = ngx_http_webhook_sse_store(r, wlcf, &session, &extra, &members);
+    if (idem.key.len) {
+        idem.window = wlcf->idempotency;
+
+        if (ngx_http_webhook_sse_digest(&session, &body, idem.digest)
+            != NGX_OK)
+        {
+            ngx_http_webhook_sse_json_free(&res);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_http_webhook_sse_store(r, wlcf, &session, &extra, &members,
+                                    &idem);
 
     ngx_http_webhook_sse_json_free(&res);
 
@@ -379,10 +357,60 @@ ngx_http_webhook_sse_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * The Idempotency-Key header, else the sender's verified delivery id; an
+ * empty key when idempotency is off or there is none.  NGX_DECLINED: the
+ * header is not a usable key.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_idempotency_key(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *delivery,
+    ngx_str_t *key)
+{
+    size_t            i;
+    ngx_table_elt_t  *h;
+
+    key->len = 0;
+    key->data = NULL;
+
+    if (wlcf->idempotency == 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_http_webhook_sse_find_header(r,
+                                    &ngx_http_webhook_sse_idempotency_header);
+
+    if (h == NULL) {
+        if (delivery->len == 0 || delivery->len > 255) {
+            return NGX_OK;
+        }
+
+        *key = *delivery;
+        return NGX_OK;
+    }
+
+    if (h->value.len == 0 || h->value.len > 255) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < h->value.len; i++) {
+        if (h->value.data[i] < 0x20 || h->value.data[i] > 0x7e) {
+            return NGX_DECLINED;
+        }
+    }
+
+    *key = h->value;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
-    ngx_str_t *extra, ngx_str_t *members)
+    ngx_str_t *extra, ngx_str_t *members,
+    ngx_http_webhook_sse_idempotency_t *idem)
 {
     u_char                         *body, *p;
     ngx_int_t                       rc;
@@ -406,7 +434,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
 
     rc = ngx_http_webhook_sse_store_publish(zone, session, extra, members,
-                                            &stored, wake, &nwake);
+                                            idem, &stored, wake, &nwake);
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -417,6 +445,25 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
                                                NGX_HTTP_SERVICE_UNAVAILABLE,
                                                "the webhook zone cannot "
                                                "store the message");
+    }
+
+    if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_CONFLICT) {
+        /* nginx knows no reason phrase for 422 */
+        ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
+
+        return ngx_http_webhook_sse_send_error(r, 422,
+                                               "this Idempotency-Key was used "
+                                               "for a different request");
+    }
+
+    if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_REPLAYED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "webhook publish repeated with idempotency key \"%V\": "
+                      "answered with the first one's message", &idem->key);
+
+        if (ngx_http_webhook_sse_replayed(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     for (i = 0; i < nwake; i++) {
@@ -440,4 +487,24 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
                     ctx->message_id_len, ctx->message_id, stored.time);
 
     return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/* a retry's answer says that it is one, as payment APIs do */
+
+static ngx_int_t
+ngx_http_webhook_sse_replayed(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Idempotent-Replayed");
+    ngx_str_set(&h->value, "true");
+
+    return NGX_OK;
 }

@@ -23,6 +23,8 @@ typedef struct {
     ngx_uint_t    delivered;
     ngx_uint_t    evicted;
     ngx_uint_t    expired;
+    ngx_uint_t    keys;
+    ngx_uint_t    duplicates;
     uint64_t      epoch;
     uint64_t      last_seq;
 } ngx_http_webhook_sse_figures_t;
@@ -79,11 +81,12 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
                 "{\"zone\":\"%V\",\"size\":%uz,\"used\":%uz,\"free\":%uz,"
                 "\"channels\":%ui,\"retained\":%ui,\"streams\":%ui,"
                 "\"workers\":%ui,\"published\":%ui,\"delivered\":%ui,"
-                "\"evicted\":%ui,\"expired\":%ui,\"epoch\":%uL,"
-                "\"lastSeq\":%uL}\n",
+                "\"evicted\":%ui,\"expired\":%ui,\"idempotencyKeys\":%ui,"
+                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL}\n",
                 name, f.size, f.size - f.free, f.free, f.channels,
                 f.retained, f.streams, f.workers, f.published, f.delivered,
-                f.evicted, f.expired, f.epoch, f.last_seq);
+                f.evicted, f.expired, f.keys, f.duplicates, f.epoch,
+                f.last_seq);
 
         return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body,
                                               p - body);
@@ -107,10 +110,14 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
             "# TYPE webhook_evicted_total counter\n"
             "webhook_evicted_total{zone=\"%V\"} %ui\n"
             "# TYPE webhook_expired_total counter\n"
-            "webhook_expired_total{zone=\"%V\"} %ui\n",
+            "webhook_expired_total{zone=\"%V\"} %ui\n"
+            "# TYPE webhook_idempotency_keys gauge\n"
+            "webhook_idempotency_keys{zone=\"%V\"} %ui\n"
+            "# TYPE webhook_duplicates_total counter\n"
+            "webhook_duplicates_total{zone=\"%V\"} %ui\n",
             name, f.size, name, f.free, name, f.channels, name, f.retained,
             name, f.streams, name, f.published, name, f.delivered, name,
-            f.evicted, name, f.expired);
+            f.evicted, name, f.expired, name, f.keys, name, f.duplicates);
 
     return ngx_http_webhook_sse_send_response(r, NGX_HTTP_OK, &prometheus_type,
                                               body, p - body);
@@ -140,6 +147,8 @@ ngx_http_webhook_sse_figures(ngx_http_webhook_sse_zone_t *zone,
     f->delivered = sh->delivered;
     f->evicted = sh->evicted;
     f->expired = sh->expired;
+    f->keys = sh->nkeys;
+    f->duplicates = sh->duplicates;
     f->epoch = sh->epoch;
     f->last_seq = sh->last_seq;
 

@@ -81,6 +81,7 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&sh->broadcast.messages);
     ngx_queue_init(&sh->broadcast.lru);
     sh->broadcast.id = NGX_HTTP_WEBHOOK_SSE_BROADCAST;
+    ngx_http_webhook_sse_keys_init(sh);
 
     /*
      * The epoch tells ids of this zone from those of an earlier one (a
@@ -234,9 +235,16 @@ ngx_http_webhook_sse_store_find(ngx_http_webhook_sse_zone_t *zone,
 }
 
 
+/*
+ * Stores a message and says which workers to wake.  With an idempotency
+ * key seen before, nothing is stored: "stored" is the first publish's and
+ * idem->outcome tells a retry from a reuse of the key for another request.
+ */
+
 ngx_int_t
 ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_str_t *extra, ngx_str_t *members,
+    ngx_http_webhook_sse_idempotency_t *idem,
     ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake, ngx_uint_t *nwake)
 {
     size_t                           size;
@@ -244,6 +252,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     size_t                           id_len;
     int64_t                          now;
     ngx_queue_t                     *q;
+    ngx_http_webhook_sse_key_t      *entry;
     ngx_http_webhook_sse_msg_t      *msg, *oldest;
     ngx_http_webhook_sse_shctx_t    *sh;
     ngx_http_webhook_sse_channel_t  *channel;
@@ -271,14 +280,58 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_http_webhook_sse_store_expire(zone, now);
 
+    entry = NULL;
+
+    if (idem->key.len) {
+        while (ngx_http_webhook_sse_keys_evict(zone, now, 1) == NGX_OK) {
+            /* void */
+        }
+
+        entry = ngx_http_webhook_sse_keys_find(zone, &idem->key, now);
+
+        if (entry) {
+            if (ngx_memcmp(entry->digest, idem->digest,
+                           NGX_HTTP_WEBHOOK_SSE_DIGEST_LEN)
+                == 0)
+            {
+                idem->outcome = NGX_HTTP_WEBHOOK_SSE_KEY_REPLAYED;
+                stored->seq = entry->seq;
+                stored->time = entry->time;
+                sh->duplicates++;
+
+            } else {
+                idem->outcome = NGX_HTTP_WEBHOOK_SSE_KEY_CONFLICT;
+            }
+
+            ngx_http_webhook_sse_store_unlock(zone);
+            return NGX_OK;
+        }
+    }
+
     channel = ngx_http_webhook_sse_store_find(zone, session, 1);
     if (channel == NULL) {
         ngx_http_webhook_sse_store_unlock(zone);
         return NGX_DECLINED;
     }
 
+    /* the key is not in the zone's queue yet: no eviction can take it */
+
+    if (idem->key.len) {
+        entry = ngx_http_webhook_sse_store_alloc(zone,
+                    ngx_http_webhook_sse_keys_size(&idem->key), channel);
+        if (entry == NULL) {
+            ngx_http_webhook_sse_store_release(zone, channel);
+            ngx_http_webhook_sse_store_unlock(zone);
+            return NGX_DECLINED;
+        }
+    }
+
     msg = ngx_http_webhook_sse_store_alloc(zone, size, channel);
     if (msg == NULL) {
+        if (entry) {
+            ngx_slab_free_locked(zone->shpool, entry);
+        }
+
         ngx_http_webhook_sse_store_release(zone, channel);
         ngx_http_webhook_sse_store_unlock(zone);
         return NGX_DECLINED;
@@ -318,6 +371,10 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
     msg->pending = ngx_http_webhook_sse_store_notify(zone, channel, wake,
                                                      nwake);
+
+    if (entry) {
+        ngx_http_webhook_sse_keys_insert(zone, entry, idem, msg->seq, now);
+    }
 
     /*
      * The history bound waits for workers that have not fetched the oldest
@@ -449,14 +506,16 @@ ngx_http_webhook_sse_store_alloc(ngx_http_webhook_sse_zone_t *zone,
 
 
 /*
- * Frees memory by, in this order: an expired message, the least recently
- * used channel nobody listens to, the oldest message of the zone.
+ * Frees memory by, in this order: an expired message, an expired
+ * idempotency key, the least recently used channel nobody listens to, the
+ * oldest message of the zone, the oldest idempotency key.
  */
 
 static ngx_int_t
 ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_channel_t *keep)
 {
+    int64_t                          now;
     ngx_uint_t                       n;
     ngx_queue_t                     *q;
     ngx_http_webhook_sse_msg_t      *msg;
@@ -464,16 +523,21 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_channel_t  *channel;
 
     sh = zone->sh;
+    now = ngx_http_webhook_sse_now();
 
     if (!ngx_queue_empty(&sh->messages)) {
         msg = ngx_queue_data(ngx_queue_head(&sh->messages),
                              ngx_http_webhook_sse_msg_t, zone_queue);
 
-        if (msg->time + (int64_t) zone->ttl <= ngx_http_webhook_sse_now()) {
+        if (msg->time + (int64_t) zone->ttl <= now) {
             sh->expired++;
             ngx_http_webhook_sse_store_free_msg(zone, msg, keep);
             return NGX_OK;
         }
+    }
+
+    if (ngx_http_webhook_sse_keys_evict(zone, now, 1) == NGX_OK) {
+        return NGX_OK;
     }
 
     n = 0;
@@ -500,7 +564,7 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
         return NGX_OK;
     }
 
-    return NGX_DECLINED;
+    return ngx_http_webhook_sse_keys_evict(zone, now, 0);
 }
 
 

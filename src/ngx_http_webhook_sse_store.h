@@ -26,6 +26,9 @@
 
 #define NGX_HTTP_WEBHOOK_SSE_BROADCAST   0
 
+/* what of a publish an idempotency key remembers to tell retries apart */
+#define NGX_HTTP_WEBHOOK_SSE_DIGEST_LEN  16
+
 
 typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
 
@@ -56,6 +59,18 @@ struct ngx_http_webhook_sse_channel_s {
 };
 
 
+/* a publish's idempotency key, remembered for its window */
+typedef struct {
+    ngx_str_node_t                   sn;
+    ngx_queue_t                      queue;
+    int64_t                          expires;
+    uint64_t                         seq;
+    int64_t                          time;
+    u_char                           digest[NGX_HTTP_WEBHOOK_SSE_DIGEST_LEN];
+    u_char                           data[1];
+} ngx_http_webhook_sse_key_t;
+
+
 typedef struct {
     ngx_pid_t                        pid;
     ngx_uint_t                       streams;
@@ -73,6 +88,11 @@ typedef struct {
     ngx_queue_t                      messages;
     ngx_http_webhook_sse_channel_t   broadcast;
 
+    /* idempotency keys: by key, and in the order they were stored */
+    ngx_rbtree_t                     keys;
+    ngx_rbtree_node_t                keys_sentinel;
+    ngx_queue_t                      keys_queue;
+
     uint64_t                         epoch;
     uint64_t                         nonce;
     uint64_t                         last_seq;
@@ -83,6 +103,8 @@ typedef struct {
     ngx_uint_t                       published;
     ngx_uint_t                       evicted;
     ngx_uint_t                       expired;
+    ngx_uint_t                       nkeys;
+    ngx_uint_t                       duplicates;
     ngx_atomic_t                     delivered;
 
     ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
@@ -118,6 +140,19 @@ typedef struct {
 } ngx_http_webhook_sse_stored_t;
 
 
+#define NGX_HTTP_WEBHOOK_SSE_KEY_NEW       0
+#define NGX_HTTP_WEBHOOK_SSE_KEY_REPLAYED  1
+#define NGX_HTTP_WEBHOOK_SSE_KEY_CONFLICT  2
+
+/* a publish's idempotency key as the request gives it */
+typedef struct {
+    ngx_str_t                        key;
+    u_char                           digest[NGX_HTTP_WEBHOOK_SSE_DIGEST_LEN];
+    ngx_msec_t                       window;
+    ngx_uint_t                       outcome;
+} ngx_http_webhook_sse_idempotency_t;
+
+
 ngx_int_t ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -129,6 +164,7 @@ ngx_http_webhook_sse_channel_t *ngx_http_webhook_sse_store_find(
 
 ngx_int_t ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_str_t *extra, ngx_str_t *members,
+    ngx_http_webhook_sse_idempotency_t *idem,
     ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake,
     ngx_uint_t *nwake);
 
@@ -144,6 +180,17 @@ ngx_int_t ngx_http_webhook_sse_store_claim_slot(
 void ngx_http_webhook_sse_store_free_slot(ngx_http_webhook_sse_zone_t *zone);
 ngx_uint_t ngx_http_webhook_sse_store_streams(
     ngx_http_webhook_sse_zone_t *zone);
+
+/* idempotency keys (ngx_http_webhook_sse_keys.c), zone lock held */
+void ngx_http_webhook_sse_keys_init(ngx_http_webhook_sse_shctx_t *sh);
+ngx_http_webhook_sse_key_t *ngx_http_webhook_sse_keys_find(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *key, int64_t now);
+size_t ngx_http_webhook_sse_keys_size(ngx_str_t *key);
+void ngx_http_webhook_sse_keys_insert(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_key_t *entry,
+    ngx_http_webhook_sse_idempotency_t *idem, uint64_t seq, int64_t now);
+ngx_int_t ngx_http_webhook_sse_keys_evict(ngx_http_webhook_sse_zone_t *zone,
+    int64_t now, ngx_uint_t expired_only);
 
 size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
     uint64_t seq);

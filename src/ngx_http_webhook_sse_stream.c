@@ -95,7 +95,8 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     uint64_t                          after;
     ngx_int_t                         rc;
     ngx_str_t                         id;
-    ngx_uint_t                        resume;
+    ngx_uint_t                        resume, status;
+    const char                       *error;
     ngx_table_elt_t                  *allow;
     ngx_pool_cleanup_t               *cln;
     ngx_http_core_loc_conf_t         *clcf;
@@ -164,6 +165,11 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
                                                "the session must be 1 to 256 "
                                                "bytes without control "
                                                "characters");
+    }
+
+    status = ngx_http_webhook_sse_check_token(r, wlcf, &ctx->session, &error);
+    if (status != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r, status, error);
     }
 
     if (zone->doorbell == NULL || zone->slot < 0) {
