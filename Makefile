@@ -3,7 +3,7 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test test-asan bench fuzz clean
+.PHONY: all build deps run test test-asan test-browser bench fuzz clean
 
 all: build
 
@@ -22,6 +22,16 @@ test: build
 # the module and the t/ suite under AddressSanitizer (build/asan/)
 test-asan: deps
 	@util/test-asan.sh
+
+# the demo page (conf/html) in headless Debian Chromium, driven by
+# playwright-core (t/browser); nodejs and npm from Debian only where no npm
+# is on the machine (a NodeSource nodejs carries its own npm)
+test-browser: build
+	@pkgs=chromium; command -v npm > /dev/null || pkgs="$$pkgs nodejs npm"; \
+	    WEBHOOK_SSE_EXTRA_PKGS="$$pkgs" util/deps.sh
+	cd t/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	    npm ci --no-audit --no-fund --loglevel=error
+	cd t/browser && node --test --test-concurrency=1 demo.test.js
 
 # libFuzzer on the JSON code (clang; FUZZ_TIME seconds, default 120)
 fuzz:
