@@ -256,6 +256,7 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     ngx_buf_t               *b;
     ngx_connection_t        *c;
     ngx_pool_cleanup_t      *cln;
+    ngx_http_cleanup_t      *hcln;
     ngx_http_connection_t   *hc;
 
     c = r->connection;
@@ -271,7 +272,7 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
     }
 
     if (r != r->main || r->main->count != 1 || c->data != r
-        || r->postponed || r->cleanup
+        || r->postponed
 #if (NGX_HTTP_V2)
         || r->stream
 #endif
@@ -281,6 +282,17 @@ ngx_http_webhook_sse_detach(ngx_http_request_t *r,
        )
     {
         return NGX_DECLINED;
+    }
+
+    /*
+     * An upstream that served a subrequest (auth_request) leaves its
+     * cleanup behind, spent: the handler is gone.
+     */
+
+    for (hcln = r->cleanup; hcln; hcln = hcln->next) {
+        if (hcln->handler) {
+            return NGX_DECLINED;
+        }
     }
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
