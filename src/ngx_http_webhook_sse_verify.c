@@ -32,6 +32,13 @@ static ngx_str_t  ngx_http_webhook_sse_timestamp_header =
     ngx_string("webhook-timestamp");
 static ngx_str_t  ngx_http_webhook_sse_signature_header =
     ngx_string("webhook-signature");
+/* Svix, where the standard comes from, still sends these names */
+static ngx_str_t  ngx_http_webhook_sse_svix_id_header =
+    ngx_string("svix-id");
+static ngx_str_t  ngx_http_webhook_sse_svix_timestamp_header =
+    ngx_string("svix-timestamp");
+static ngx_str_t  ngx_http_webhook_sse_svix_signature_header =
+    ngx_string("svix-signature");
 static ngx_str_t  ngx_http_webhook_sse_github_header =
     ngx_string("X-Hub-Signature-256");
 static ngx_str_t  ngx_http_webhook_sse_github_delivery =
@@ -158,6 +165,15 @@ ngx_http_webhook_sse_verify_standard(ngx_http_request_t *r,
                                         &ngx_http_webhook_sse_timestamp_header);
     signature = ngx_http_webhook_sse_find_header(r,
                                         &ngx_http_webhook_sse_signature_header);
+
+    if (id == NULL && ts == NULL && signature == NULL) {
+        id = ngx_http_webhook_sse_find_header(r,
+                                        &ngx_http_webhook_sse_svix_id_header);
+        ts = ngx_http_webhook_sse_find_header(r,
+                                &ngx_http_webhook_sse_svix_timestamp_header);
+        signature = ngx_http_webhook_sse_find_header(r,
+                                &ngx_http_webhook_sse_svix_signature_header);
+    }
 
     if (id == NULL || id->value.len == 0) {
         *error = "missing webhook-id header";

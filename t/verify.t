@@ -233,6 +233,22 @@ refused(standard('/standard', body('empty'), sig => ''),
             'standard: a signature of an unknown version is not used');
 }
 
+{
+    # Svix's own header names carry the same scheme
+    my $body = body('from svix');
+    my $ts = int time;
+    my $r = $t->publish('/standard', $body, headers => {
+        'svix-id' => 'msg_svix', 'svix-timestamp' => $ts,
+        'svix-signature' => standard_sig($KEY1, 'msg_svix', $ts, $body) });
+    accepted($r, 'standard: svix-id, svix-timestamp, svix-signature');
+
+    $r = $t->publish('/standard', $body, headers => {
+        'svix-id' => 'msg_svix2', 'svix-timestamp' => $ts,
+        'svix-signature' => standard_sig($UNKNOWN, 'msg_svix2', $ts, $body) });
+    refused($r, qr/no webhook-signature matches/, 'standard: svix headers, '
+                                                   . 'wrong key');
+}
+
 # key rotation: both configured keys are accepted, others are not
 accepted(standard('/rotation', body('old key')), 'rotation: the old key');
 accepted(standard('/rotation', body('new key'), key => $KEY2),
