@@ -3,8 +3,8 @@
 # conf/reverse-proxy.conf, run as it is: nginx proxies the chat application
 # (the file's stand-in server) and holds the webhook and the streams
 # itself; auth_request asks the application before a stream opens.  Then,
-# with a short heartbeat, that streams behind auth_request deliver, beat
-# and survive the subrequest's timeouts, count and uncount, and end on
+# with a short heartbeat, that streams behind auth_request detach, deliver,
+# beat and survive the subrequest's timeouts, count and uncount, and end on
 # reload like any other.
 
 use strict;
