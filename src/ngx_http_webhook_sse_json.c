@@ -8,10 +8,19 @@
  * Nothing here recurses: nesting costs no C stack, and the depth limit
  * stops the parser as soon as it is crossed.
  *
+ * Every allocation goes through the functions set with
+ * ngx_http_webhook_sse_json_set_alloc(), malloc() and free() by default.
+ * yajl uses its allocations unchecked, so one that fails inside yajl never
+ * returns to it: it jumps back to the parse, which frees every block yajl
+ * had taken and reports NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM.
+ *
  * Pure logic: no nginx types and no nginx calls.
  */
 
 
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,9 +64,34 @@ typedef struct {
 } ngx_http_webhook_sse_json_path_t;
 
 
+/*
+ * The header of a block yajl allocated: the blocks of one parse are
+ * linked, so that they can all be freed when an allocation fails.
+ */
+
+typedef union ngx_http_webhook_sse_json_block_u
+    ngx_http_webhook_sse_json_block_t;
+
+union ngx_http_webhook_sse_json_block_u {
+    struct {
+        ngx_http_webhook_sse_json_block_t  *prev;
+        ngx_http_webhook_sse_json_block_t  *next;
+    } link;
+
+    /* the memory after the header keeps malloc()'s alignment */
+    max_align_t                             align;
+};
+
+
 typedef struct {
     ngx_http_webhook_sse_json_result_t  *res;
+    yajl_handle                          parser;
     yajl_gen                             gen;
+
+    /* yajl's allocations, and where a failing one goes */
+    yajl_alloc_funcs                     yajl_funcs;
+    ngx_http_webhook_sse_json_block_t   *blocks;
+    jmp_buf                              nomem_jump;
 
     /* containers open, the top object included */
     int                                  depth;
@@ -77,6 +111,24 @@ typedef struct {
 } ngx_http_webhook_sse_json_ctx_t;
 
 
+static int ngx_http_webhook_sse_json_run(
+    ngx_http_webhook_sse_json_ctx_t *ctx, const unsigned char *body,
+    size_t len);
+static void *ngx_http_webhook_sse_json_mem_alloc(size_t size);
+static void *ngx_http_webhook_sse_json_mem_realloc(void *p, size_t size);
+static void ngx_http_webhook_sse_json_mem_free(void *p);
+static void *ngx_http_webhook_sse_json_yajl_malloc(void *data, size_t size);
+static void *ngx_http_webhook_sse_json_yajl_realloc(void *data, void *p,
+    size_t size);
+static void ngx_http_webhook_sse_json_yajl_free(void *data, void *p);
+static void ngx_http_webhook_sse_json_link(
+    ngx_http_webhook_sse_json_ctx_t *ctx,
+    ngx_http_webhook_sse_json_block_t *block);
+static void ngx_http_webhook_sse_json_unlink(
+    ngx_http_webhook_sse_json_ctx_t *ctx,
+    ngx_http_webhook_sse_json_block_t *block);
+static void ngx_http_webhook_sse_json_free_blocks(
+    ngx_http_webhook_sse_json_ctx_t *ctx);
 static void ngx_http_webhook_sse_json_path_init(
     ngx_http_webhook_sse_json_path_t *path, const unsigned char *text,
     size_t len);
@@ -129,6 +181,10 @@ static int ngx_http_webhook_sse_json_start_array(void *data);
 static int ngx_http_webhook_sse_json_end_array(void *data);
 
 
+/* the allocator of tests; NULL: malloc(), realloc() and free() */
+static yajl_alloc_funcs  *ngx_http_webhook_sse_json_alloc_funcs;
+
+
 static const yajl_callbacks  ngx_http_webhook_sse_json_callbacks = {
     ngx_http_webhook_sse_json_null,
     ngx_http_webhook_sse_json_boolean,
@@ -168,10 +224,6 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
     ngx_http_webhook_sse_json_result_t *res)
 {
     int                               rc;
-    size_t                            out_len;
-    yajl_handle                       h;
-    yajl_status                       status;
-    const unsigned char              *out;
     ngx_http_webhook_sse_json_ctx_t   ctx;
 
     memset(res, 0, sizeof(ngx_http_webhook_sse_json_result_t));
@@ -188,49 +240,98 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
     ctx.drop_key = conf->drop_key;
     ctx.drop_key_len = conf->drop_key_len;
 
+    ctx.yajl_funcs.malloc = ngx_http_webhook_sse_json_yajl_malloc;
+    ctx.yajl_funcs.realloc = ngx_http_webhook_sse_json_yajl_realloc;
+    ctx.yajl_funcs.free = ngx_http_webhook_sse_json_yajl_free;
+    ctx.yajl_funcs.ctx = &ctx;
+
     ngx_http_webhook_sse_json_path_init(&ctx.session, conf->session_path,
                                         conf->session_path_len);
     ngx_http_webhook_sse_json_path_init(&ctx.message, conf->message_path,
                                         conf->message_path_len);
 
-    ctx.gen = yajl_gen_alloc(NULL);
-    if (ctx.gen == NULL) {
+    rc = ngx_http_webhook_sse_json_run(&ctx, body, len);
+
+    /* after a failed allocation yajl's blocks are left here */
+
+    ngx_http_webhook_sse_json_free_blocks(&ctx);
+
+    if (rc != NGX_HTTP_WEBHOOK_SSE_JSON_OK) {
+        ngx_http_webhook_sse_json_free(res);
+    }
+
+    if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
+        res->error[0] = '\0';
+        ngx_http_webhook_sse_json_append(res->error, 0, "out of memory",
+                                         sizeof("out of memory") - 1);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The parse proper.  Nothing that changes after setjmp() is kept in a
+ * local variable: a failed allocation returns here through longjmp(),
+ * with yajl's handles left as they were, and all of yajl's blocks are
+ * freed by the caller.
+ */
+
+static int
+ngx_http_webhook_sse_json_run(ngx_http_webhook_sse_json_ctx_t *ctx,
+    const unsigned char *body, size_t len)
+{
+    int                                  rc;
+    size_t                               out_len;
+    yajl_status                          status;
+    const unsigned char                 *out;
+    ngx_http_webhook_sse_json_result_t  *res;
+
+    if (setjmp(ctx->nomem_jump) != 0) {
         return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
     }
 
-    if (!yajl_gen_config(ctx.gen, yajl_gen_beautify, 0)
-        || !yajl_gen_config(ctx.gen, yajl_gen_validate_utf8, 1)
-        || !yajl_gen_config(ctx.gen, yajl_gen_escape_solidus, 0))
+    res = ctx->res;
+
+    ctx->gen = yajl_gen_alloc(&ctx->yajl_funcs);
+    if (ctx->gen == NULL) {
+        return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+    }
+
+    if (!yajl_gen_config(ctx->gen, yajl_gen_beautify, 0)
+        || !yajl_gen_config(ctx->gen, yajl_gen_validate_utf8, 1)
+        || !yajl_gen_config(ctx->gen, yajl_gen_escape_solidus, 0))
     {
-        yajl_gen_free(ctx.gen);
+        yajl_gen_free(ctx->gen);
         return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
     }
 
-    h = yajl_alloc(&ngx_http_webhook_sse_json_callbacks, NULL, &ctx);
-    if (h == NULL) {
-        yajl_gen_free(ctx.gen);
+    ctx->parser = yajl_alloc(&ngx_http_webhook_sse_json_callbacks,
+                             &ctx->yajl_funcs, ctx);
+    if (ctx->parser == NULL) {
+        yajl_gen_free(ctx->gen);
         return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
     }
 
     /* yajl's defaults, spelled out: strict JSON, one complete value */
 
-    if (!yajl_config(h, yajl_allow_comments, 0)
-        || !yajl_config(h, yajl_dont_validate_strings, 0)
-        || !yajl_config(h, yajl_allow_trailing_garbage, 0)
-        || !yajl_config(h, yajl_allow_multiple_values, 0)
-        || !yajl_config(h, yajl_allow_partial_values, 0))
+    if (!yajl_config(ctx->parser, yajl_allow_comments, 0)
+        || !yajl_config(ctx->parser, yajl_dont_validate_strings, 0)
+        || !yajl_config(ctx->parser, yajl_allow_trailing_garbage, 0)
+        || !yajl_config(ctx->parser, yajl_allow_multiple_values, 0)
+        || !yajl_config(ctx->parser, yajl_allow_partial_values, 0))
     {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
     }
 
-    status = yajl_parse(h, body, len);
+    status = yajl_parse(ctx->parser, body, len);
 
     if (status == yajl_status_ok) {
-        status = yajl_complete_parse(h);
+        status = yajl_complete_parse(ctx->parser);
     }
 
-    if (ctx.nomem) {
+    if (ctx->nomem) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
     }
@@ -241,26 +342,26 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
      */
 
     if (status == yajl_status_error
-        || (status == yajl_status_client_canceled && !ctx.rejected))
+        || (status == yajl_status_client_canceled && !ctx->rejected))
     {
-        ngx_http_webhook_sse_json_reject(&ctx, "invalid JSON");
+        ngx_http_webhook_sse_json_reject(ctx, "invalid JSON");
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
         goto done;
     }
 
-    if (ctx.rejected) {
+    if (ctx->rejected) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
         goto done;
     }
 
-    if (ctx.message.text != NULL && !ctx.message.found) {
-        ngx_http_webhook_sse_json_field_error(&ctx, "field \"", &ctx.message,
+    if (ctx->message.text != NULL && !ctx->message.found) {
+        ngx_http_webhook_sse_json_field_error(ctx, "field \"", &ctx->message,
                                               "\" is required");
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
         goto done;
     }
 
-    if (yajl_gen_get_buf(ctx.gen, &out, &out_len) != yajl_gen_status_ok
+    if (yajl_gen_get_buf(ctx->gen, &out, &out_len) != yajl_gen_status_ok
         || out_len < 2)
     {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
@@ -269,7 +370,7 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
 
     /* the members without the braces */
 
-    res->members = malloc(out_len - 1);
+    res->members = ngx_http_webhook_sse_json_mem_alloc(out_len - 1);
     if (res->members == NULL) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
@@ -283,24 +384,8 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
 
 done:
 
-    yajl_free(h);
-    yajl_gen_free(ctx.gen);
-
-    if (rc != NGX_HTTP_WEBHOOK_SSE_JSON_OK) {
-        free(res->members);
-        free(res->session);
-
-        res->members = NULL;
-        res->members_len = 0;
-        res->session = NULL;
-        res->session_len = 0;
-    }
-
-    if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
-        res->error[0] = '\0';
-        ngx_http_webhook_sse_json_append(res->error, 0, "out of memory",
-                                         sizeof("out of memory") - 1);
-    }
+    yajl_free(ctx->parser);
+    yajl_gen_free(ctx->gen);
 
     return rc;
 }
@@ -309,13 +394,194 @@ done:
 void
 ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res)
 {
-    free(res->members);
-    free(res->session);
+    ngx_http_webhook_sse_json_mem_free(res->members);
+    ngx_http_webhook_sse_json_mem_free(res->session);
 
     res->members = NULL;
     res->members_len = 0;
     res->session = NULL;
     res->session_len = 0;
+}
+
+
+void
+ngx_http_webhook_sse_json_set_alloc(yajl_alloc_funcs *funcs)
+{
+    ngx_http_webhook_sse_json_alloc_funcs = funcs;
+}
+
+
+static void *
+ngx_http_webhook_sse_json_mem_alloc(size_t size)
+{
+    yajl_alloc_funcs  *funcs;
+
+    funcs = ngx_http_webhook_sse_json_alloc_funcs;
+
+    if (funcs == NULL) {
+        return malloc(size);
+    }
+
+    return funcs->malloc(funcs->ctx, size);
+}
+
+
+static void *
+ngx_http_webhook_sse_json_mem_realloc(void *p, size_t size)
+{
+    yajl_alloc_funcs  *funcs;
+
+    funcs = ngx_http_webhook_sse_json_alloc_funcs;
+
+    if (funcs == NULL) {
+        return realloc(p, size);
+    }
+
+    return funcs->realloc(funcs->ctx, p, size);
+}
+
+
+static void
+ngx_http_webhook_sse_json_mem_free(void *p)
+{
+    yajl_alloc_funcs  *funcs;
+
+    if (p == NULL) {
+        return;
+    }
+
+    funcs = ngx_http_webhook_sse_json_alloc_funcs;
+
+    if (funcs == NULL) {
+        free(p);
+        return;
+    }
+
+    funcs->free(funcs->ctx, p);
+}
+
+
+/*
+ * yajl's allocator: each block carries a header linking it to the parse.
+ * A failure does not return to yajl, which would use the NULL pointer.
+ */
+
+static void *
+ngx_http_webhook_sse_json_yajl_malloc(void *data, size_t size)
+{
+    ngx_http_webhook_sse_json_ctx_t    *ctx;
+    ngx_http_webhook_sse_json_block_t  *block;
+
+    ctx = data;
+
+    if (size > SIZE_MAX - sizeof(ngx_http_webhook_sse_json_block_t)) {
+        longjmp(ctx->nomem_jump, 1);
+    }
+
+    block = ngx_http_webhook_sse_json_mem_alloc(
+                           sizeof(ngx_http_webhook_sse_json_block_t) + size);
+    if (block == NULL) {
+        longjmp(ctx->nomem_jump, 1);
+    }
+
+    ngx_http_webhook_sse_json_link(ctx, block);
+
+    return block + 1;
+}
+
+
+static void *
+ngx_http_webhook_sse_json_yajl_realloc(void *data, void *p, size_t size)
+{
+    ngx_http_webhook_sse_json_ctx_t    *ctx;
+    ngx_http_webhook_sse_json_block_t  *block, *moved;
+
+    if (p == NULL) {
+        return ngx_http_webhook_sse_json_yajl_malloc(data, size);
+    }
+
+    ctx = data;
+    block = (ngx_http_webhook_sse_json_block_t *) p - 1;
+
+    if (size > SIZE_MAX - sizeof(ngx_http_webhook_sse_json_block_t)) {
+        longjmp(ctx->nomem_jump, 1);
+    }
+
+    ngx_http_webhook_sse_json_unlink(ctx, block);
+
+    moved = ngx_http_webhook_sse_json_mem_realloc(block,
+                           sizeof(ngx_http_webhook_sse_json_block_t) + size);
+    if (moved == NULL) {
+        /* the block is still there, to be freed with the others */
+        ngx_http_webhook_sse_json_link(ctx, block);
+        longjmp(ctx->nomem_jump, 1);
+    }
+
+    ngx_http_webhook_sse_json_link(ctx, moved);
+
+    return moved + 1;
+}
+
+
+static void
+ngx_http_webhook_sse_json_yajl_free(void *data, void *p)
+{
+    ngx_http_webhook_sse_json_block_t  *block;
+
+    if (p == NULL) {
+        return;
+    }
+
+    block = (ngx_http_webhook_sse_json_block_t *) p - 1;
+
+    ngx_http_webhook_sse_json_unlink(data, block);
+    ngx_http_webhook_sse_json_mem_free(block);
+}
+
+
+static void
+ngx_http_webhook_sse_json_link(ngx_http_webhook_sse_json_ctx_t *ctx,
+    ngx_http_webhook_sse_json_block_t *block)
+{
+    block->link.prev = NULL;
+    block->link.next = ctx->blocks;
+
+    if (ctx->blocks != NULL) {
+        ctx->blocks->link.prev = block;
+    }
+
+    ctx->blocks = block;
+}
+
+
+static void
+ngx_http_webhook_sse_json_unlink(ngx_http_webhook_sse_json_ctx_t *ctx,
+    ngx_http_webhook_sse_json_block_t *block)
+{
+    if (block->link.prev != NULL) {
+        block->link.prev->link.next = block->link.next;
+
+    } else {
+        ctx->blocks = block->link.next;
+    }
+
+    if (block->link.next != NULL) {
+        block->link.next->link.prev = block->link.prev;
+    }
+}
+
+
+static void
+ngx_http_webhook_sse_json_free_blocks(ngx_http_webhook_sse_json_ctx_t *ctx)
+{
+    ngx_http_webhook_sse_json_block_t  *block;
+
+    while (ctx->blocks != NULL) {
+        block = ctx->blocks;
+        ctx->blocks = block->link.next;
+
+        ngx_http_webhook_sse_json_mem_free(block);
+    }
 }
 
 
@@ -534,7 +800,7 @@ ngx_http_webhook_sse_json_session(ngx_http_webhook_sse_json_ctx_t *ctx,
 
     res = ctx->res;
 
-    res->session = malloc(len + 1);
+    res->session = ngx_http_webhook_sse_json_mem_alloc(len + 1);
     if (res->session == NULL) {
         ctx->nomem = 1;
         return 0;

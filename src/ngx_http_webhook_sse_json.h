@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include <yajl/yajl_common.h>
+
 
 #define NGX_HTTP_WEBHOOK_SSE_JSON_OK           0
 #define NGX_HTTP_WEBHOOK_SSE_JSON_INVALID     -1
@@ -68,6 +70,14 @@ int ngx_http_webhook_sse_json_parse(
     ngx_http_webhook_sse_json_result_t *res);
 
 void ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res);
+
+/*
+ * Every allocation of the functions here, yajl's included, goes through
+ * funcs (all three set); NULL, the default, restores malloc(), realloc()
+ * and free().  For tests: a result is freed with the functions set when
+ * ngx_http_webhook_sse_json_free() is called.
+ */
+void ngx_http_webhook_sse_json_set_alloc(yajl_alloc_funcs *funcs);
 
 /* 1 when s is 1..256 bytes of valid UTF-8 without control characters */
 int ngx_http_webhook_sse_json_session_valid(const unsigned char *s,
