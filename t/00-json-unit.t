@@ -22,7 +22,14 @@ my @sources = (
 
 my $cc = $ENV{CC} || 'cc';
 my @warnings = qw(-Wall -Wextra -Werror);
-my @sanitize = ('-fsanitize=address,undefined', '-fno-omit-frame-pointer');
+my @sanitize = ('-fsanitize=address,undefined',
+    '-fno-sanitize-recover=undefined', '-fno-omit-frame-pointer');
+
+# LeakSanitizer stays on here whatever the environment says: the tests of
+# allocation failures rely on it as well as on their own block counts
+
+$ENV{ASAN_OPTIONS} = join(':', grep { length } $ENV{ASAN_OPTIONS} // '',
+    'detect_leaks=1');
 
 my $yajl = `pkg-config --cflags --libs yajl 2>/dev/null`;
 my @yajl = ($? == 0 && $yajl =~ /\S/) ? split(' ', $yajl) : ('-lyajl');
@@ -88,10 +95,13 @@ my ($log, $built);
 
 if (sanitizers_work()) {
     ($log, $built) = run($cc, @sanitize, @common);
+    print "# built with AddressSanitizer, LeakSanitizer and UBSan\n"
+        if $built;
 }
 
 unless ($built) {
     ($log, $built) = run($cc, @common);
+    print "# built without sanitizers\n" if $built;
 }
 
 bail("build t/unit/json_test.c", $log) unless $built;

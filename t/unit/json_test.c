@@ -24,6 +24,7 @@
 
 #define OK       NGX_HTTP_WEBHOOK_SSE_JSON_OK
 #define INVALID  NGX_HTTP_WEBHOOK_SSE_JSON_INVALID
+#define NOMEM    NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM
 
 
 static int  tests;
@@ -1052,6 +1053,552 @@ test_free(void)
 }
 
 
+/*
+ * The allocator of the out-of-memory tests: it counts the calls that can
+ * fail (malloc and realloc), makes the fail_at-th one fail (with persist,
+ * every one after it too) and counts the blocks it holds.
+ */
+
+typedef struct {
+    unsigned long  calls;
+    unsigned long  fail_at;
+    int            persist;
+    unsigned long  failed;
+    long           live;
+} oom_alloc_t;
+
+
+static oom_alloc_t  oom;
+
+/* inputs, runs with a failing allocation and NOMEM, for the summary */
+static unsigned long  oom_inputs;
+static unsigned long  oom_runs;
+static unsigned long  oom_nomem;
+
+
+static int
+oom_fails(oom_alloc_t *a)
+{
+    a->calls++;
+
+    if (a->fail_at != 0
+        && (a->calls == a->fail_at || (a->persist && a->calls > a->fail_at)))
+    {
+        a->failed++;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static void *
+oom_malloc(void *ctx, size_t size)
+{
+    void         *p;
+    oom_alloc_t  *a;
+
+    a = ctx;
+
+    if (oom_fails(a)) {
+        return NULL;
+    }
+
+    p = malloc(size);
+
+    if (p != NULL) {
+        a->live++;
+    }
+
+    return p;
+}
+
+
+static void *
+oom_realloc(void *ctx, void *p, size_t size)
+{
+    void         *n;
+    oom_alloc_t  *a;
+
+    a = ctx;
+
+    if (oom_fails(a)) {
+        return NULL;
+    }
+
+    n = realloc(p, size);
+
+    if (n != NULL && p == NULL) {
+        a->live++;
+    }
+
+    return n;
+}
+
+
+static void
+oom_free(void *ctx, void *p)
+{
+    oom_alloc_t  *a;
+
+    a = ctx;
+
+    if (p != NULL) {
+        a->live--;
+        free(p);
+    }
+}
+
+
+static yajl_alloc_funcs  oom_funcs = {
+    oom_malloc, oom_realloc, oom_free, &oom
+};
+
+
+/* the outcome of a parse, kept to compare others with it */
+
+typedef struct {
+    int             rc;
+    unsigned char  *members;
+    size_t          members_len;
+    unsigned char  *session;
+    size_t          session_len;
+    char            error[NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN];
+} outcome_t;
+
+
+static void
+outcome_keep(outcome_t *o, int rc,
+    const ngx_http_webhook_sse_json_result_t *res)
+{
+    o->rc = rc;
+    o->members = NULL;
+    o->members_len = res->members_len;
+    o->session = NULL;
+    o->session_len = res->session_len;
+
+    if (res->members != NULL) {
+        o->members = xmalloc(res->members_len + 1);
+        memcpy(o->members, res->members, res->members_len + 1);
+    }
+
+    if (res->session != NULL) {
+        o->session = xmalloc(res->session_len + 1);
+        memcpy(o->session, res->session, res->session_len + 1);
+    }
+
+    memcpy(o->error, res->error, sizeof(o->error));
+}
+
+
+static int
+outcome_same(const outcome_t *o, int rc,
+    const ngx_http_webhook_sse_json_result_t *res)
+{
+    return rc == o->rc
+           && (res->members == NULL) == (o->members == NULL)
+           && res->members_len == o->members_len
+           && (o->members == NULL
+               || memcmp(res->members, o->members, o->members_len + 1) == 0)
+           && (res->session == NULL) == (o->session == NULL)
+           && res->session_len == o->session_len
+           && (o->session == NULL
+               || memcmp(res->session, o->session, o->session_len + 1) == 0)
+           && strcmp(res->error, o->error) == 0;
+}
+
+
+static void
+outcome_free(outcome_t *o)
+{
+    free(o->members);
+    free(o->session);
+}
+
+
+/*
+ * Parses body with allocation number k failing (from k on with persist),
+ * k = 1 .. n, n being the allocations of a normal run; then with k = n + 1,
+ * which must not fail at all.  Each run must give NOMEM with nothing left
+ * in the result or exactly the normal outcome, and leave no block behind
+ * once the result is freed (twice).  Returns 0 and sets why on the first
+ * broken run.
+ */
+
+static int
+oom_each(const ngx_http_webhook_sse_json_conf_t *conf,
+    const unsigned char *body, size_t len, const outcome_t *normal,
+    unsigned long n, int persist, char *why, size_t why_len)
+{
+    int                                 rc;
+    unsigned long                       k;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    ngx_http_webhook_sse_json_set_alloc(&oom_funcs);
+
+    for (k = 1; k <= n + 1; k++) {
+        memset(&oom, 0, sizeof(oom_alloc_t));
+        oom.fail_at = k;
+        oom.persist = persist;
+
+        memset(&res, 0x5a, sizeof(res));
+
+        rc = ngx_http_webhook_sse_json_parse(conf, body, len, &res);
+
+        if (k <= n) {
+            oom_runs++;
+        }
+
+        if (k <= n && oom.failed == 0) {
+            snprintf(why, why_len, "allocation %lu never made", k);
+            break;
+        }
+
+        if (k > n && (oom.failed != 0 || !outcome_same(normal, rc, &res))) {
+            snprintf(why, why_len, "run without a failure differs (rc %d, "
+                     "%lu allocations)", rc, oom.calls);
+            break;
+        }
+
+        if (rc == NOMEM) {
+            if (!result_clean(&res)
+                || strcmp(res.error, "out of memory") != 0)
+            {
+                snprintf(why, why_len, "allocation %lu failing: NOMEM with "
+                         "something in the result, error \"%s\"", k,
+                         res.error);
+                break;
+            }
+
+            oom_nomem += (k <= n);
+
+        } else if (!outcome_same(normal, rc, &res)) {
+            snprintf(why, why_len, "allocation %lu failing: rc %d, error "
+                     "\"%s\", not the normal outcome", k, rc, res.error);
+            break;
+        }
+
+        ngx_http_webhook_sse_json_free(&res);
+        ngx_http_webhook_sse_json_free(&res);
+
+        if (!result_clean(&res) || oom.live != 0) {
+            snprintf(why, why_len, "allocation %lu failing: %ld blocks left",
+                     k, oom.live);
+            break;
+        }
+    }
+
+    if (k <= n + 1) {
+        ngx_http_webhook_sse_json_free(&res);
+    }
+
+    ngx_http_webhook_sse_json_set_alloc(NULL);
+
+    return k > n + 1;
+}
+
+
+/*
+ * A normal run of body through the counting allocator: its outcome must be
+ * that of malloc and it must give back every block.  Returns the number
+ * of allocations it made, 0 when it broke one of these, with why set.
+ */
+
+static unsigned long
+oom_count(const ngx_http_webhook_sse_json_conf_t *conf,
+    const unsigned char *body, size_t len, outcome_t *normal, char *why,
+    size_t why_len)
+{
+    int                                 rc, ok;
+    unsigned long                       n;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    rc = ngx_http_webhook_sse_json_parse(conf, body, len, &res);
+    outcome_keep(normal, rc, &res);
+    ngx_http_webhook_sse_json_free(&res);
+
+    memset(&oom, 0, sizeof(oom_alloc_t));
+    ngx_http_webhook_sse_json_set_alloc(&oom_funcs);
+
+    rc = ngx_http_webhook_sse_json_parse(conf, body, len, &res);
+
+    ok = outcome_same(normal, rc, &res);
+    n = oom.calls;
+
+    ngx_http_webhook_sse_json_free(&res);
+    ngx_http_webhook_sse_json_set_alloc(NULL);
+
+    if (!ok || n == 0 || oom.live != 0) {
+        snprintf(why, why_len, "counting allocator: rc %d (with malloc %d), "
+                 "%lu allocations, %ld blocks left", rc, normal->rc, n,
+                 oom.live);
+        return 0;
+    }
+
+    return n;
+}
+
+
+/*
+ * One input through the counting allocator, then through every single
+ * and every persistent allocation failure.
+ */
+
+static void
+oom_check(const char *name, const ngx_http_webhook_sse_json_conf_t *conf,
+    const unsigned char *body, size_t len, int expected_rc)
+{
+    char            test[300], why[200];
+    outcome_t       normal;
+    unsigned long   n;
+
+    oom_inputs++;
+
+    n = oom_count(conf, body, len, &normal, why, sizeof(why));
+
+    snprintf(test, sizeof(test), "OOM %s: counting allocator gives the "
+             "outcome of malloc, frees all", name);
+
+    if (!check(n > 0 && normal.rc == expected_rc, test)) {
+        printf("#   %s; rc %d, expected %d, error \"%s\"\n",
+               n ? "" : why, normal.rc, expected_rc, normal.error);
+        outcome_free(&normal);
+        return;
+    }
+
+    printf("#   %s: %lu allocations\n", name, n);
+
+    snprintf(test, sizeof(test), "OOM %s: each of %lu allocations failing: "
+             "NOMEM or the normal outcome, nothing left", name, n);
+
+    if (!check(oom_each(conf, body, len, &normal, n, 0, why, sizeof(why)),
+               test))
+    {
+        printf("#   %s\n", why);
+    }
+
+    snprintf(test, sizeof(test), "OOM %s: allocations failing from each "
+             "of %lu on: NOMEM or the normal outcome, nothing left", name, n);
+
+    if (!check(oom_each(conf, body, len, &normal, n, 1, why, sizeof(why)),
+               test))
+    {
+        printf("#   %s\n", why);
+    }
+
+    outcome_free(&normal);
+}
+
+
+static void
+test_alloc(void)
+{
+    int                                 rc, ok;
+    unsigned long                       calls;
+    ngx_http_webhook_sse_json_conf_t    conf;
+    ngx_http_webhook_sse_json_result_t  res;
+
+    static const char  body[] = "{\"message\":\"m\",\"sessionId\":\"s\"}";
+
+    conf = conf_default();
+
+    /* every allocation goes through the functions set */
+
+    memset(&oom, 0, sizeof(oom_alloc_t));
+    ngx_http_webhook_sse_json_set_alloc(&oom_funcs);
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *) body,
+                                         sizeof(body) - 1, &res);
+
+    ok = (rc == OK && oom.calls > 0 && oom.live == 2);
+
+    ngx_http_webhook_sse_json_free(&res);
+
+    check(ok && oom.live == 0, "set_alloc: yajl's blocks and the result "
+          "come from the allocator set, and go back to it");
+
+    /* NULL restores malloc */
+
+    ngx_http_webhook_sse_json_set_alloc(NULL);
+    calls = oom.calls;
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *) body,
+                                         sizeof(body) - 1, &res);
+    ok = (rc == OK && res.session != NULL);
+    ngx_http_webhook_sse_json_free(&res);
+
+    check(ok && oom.calls == calls, "set_alloc(NULL) restores malloc");
+
+    /* a body too short to allocate anything */
+
+    memset(&oom, 0, sizeof(oom_alloc_t));
+    oom.fail_at = 1;
+    oom.persist = 1;
+    ngx_http_webhook_sse_json_set_alloc(&oom_funcs);
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *) "", 0,
+                                         &res);
+    ok = (rc == INVALID && oom.calls == 0);
+    ngx_http_webhook_sse_json_free(&res);
+    ngx_http_webhook_sse_json_set_alloc(NULL);
+
+    check(ok, "empty body rejected without allocating");
+}
+
+
+static void
+test_oom(void)
+{
+    int                                 i;
+    char                               *s, *body;
+    size_t                              len;
+    ngx_http_webhook_sse_json_conf_t    conf;
+
+    static const struct {
+        const char  *name;
+        const char  *session;
+        const char  *message;
+        const char  *drop_key;
+        const char  *body;
+        int          rc;
+    } inputs[] = {
+
+        { "message and session", "sessionId", "message", NULL,
+          "{\"message\":\"hi\",\"sessionId\":\"s1\"}", OK },
+
+        { "nested objects and arrays, reserved keys dropped",
+          "sessionId", "message", NULL,
+          "{\"message\":\"m\",\"type\":{\"a\":[1,{\"b\":[]}]},"
+          "\"o\":{\"a\":[1,{\"b\":null}],\"c\":{\"d\":[true,false,-1.5e3]}},"
+          "\"sessionId\":\"s\",\"timestamp\":1}", OK },
+
+        { "escapes and unicode", "sessionId", "message", NULL,
+          "{\"message\":\"a\\r\\n\\u0000\\u001f\\\"\\\\\\/\\ud83d\\ude00"
+          "\xc3\xa9\",\"sessionId\":\"s\\u00e9\\\"\",\"k\\ny\":\"\\t\"}", OK },
+
+        { "dotted session path", "data.conversation_id", "message", NULL,
+          "{\"message\":\"m\",\"data\":{\"x\":{\"conversation_id\":\"no\"},"
+          "\"conversation_id\":\"c1\"}}", OK },
+
+        { "drop key and passthrough", NULL, NULL, "secret",
+          "{\"secret\":{\"a\":[1]},\"request_id\":\"r\",\"status\":\"done\","
+          "\"response\":{\"x\":[1,2]}}", OK },
+
+        { "empty object, fields off", NULL, NULL, NULL, "{}", OK },
+
+        { "syntax error at the end", "sessionId", "message", NULL,
+          "{\"message\":\"m\",\"sessionId\":\"s\",\"a\":[1,2,}", INVALID },
+
+        { "truncated number at the end", "sessionId", "message", NULL,
+          "{\"message\":\"m\",\"a\":12345", INVALID },
+
+        { "truncated string at the end", "sessionId", "message", NULL,
+          "{\"message\":\"m\",\"a\":\"abc\\u00e9", INVALID },
+
+        { "top-level number", "sessionId", "message", NULL, "12345",
+          INVALID },
+
+        { "not an object", "sessionId", "message", NULL, "[{\"a\":1}]",
+          INVALID },
+
+        { "message missing", "sessionId", "message", NULL,
+          "{\"sessionId\":\"s\",\"text\":\"t\"}", INVALID },
+
+        { "session not a string, then more", "sessionId", "message", NULL,
+          "{\"sessionId\":1,\"message\":\"m\",\"a\":\"\\u00e9\\n\"}",
+          INVALID },
+
+        { "duplicate dotted session", "data.conversation_id", NULL, NULL,
+          "{\"data\":{\"conversation_id\":\"a\"},"
+          "\"data\":{\"conversation_id\":\"b\"}}", INVALID },
+
+        { "invalid UTF-8", "sessionId", "message", NULL,
+          "{\"message\":\"a\xed\xa0\x80\"}", INVALID },
+
+        { NULL, NULL, NULL, NULL, NULL, 0 }
+    };
+
+    for (i = 0; inputs[i].name; i++) {
+        conf = conf_of(inputs[i].session, inputs[i].message);
+
+        if (inputs[i].drop_key != NULL) {
+            conf.drop_key = (const unsigned char *) inputs[i].drop_key;
+            conf.drop_key_len = strlen(inputs[i].drop_key);
+        }
+
+        oom_check(inputs[i].name, &conf,
+                  (const unsigned char *) inputs[i].body,
+                  strlen(inputs[i].body), inputs[i].rc);
+    }
+
+    conf = conf_default();
+
+    /* long strings grow the generator's and the decoder's buffers */
+
+    s = nested(20000, "x", "", "");
+    body = concat("{\"message\":\"", s, "\",\"sessionId\":\"s\"}");
+    oom_check("20000-byte message", &conf, (const unsigned char *) body,
+              strlen(body), OK);
+    free(body);
+    free(s);
+
+    s = nested(3000, "\\n\\u00e9\\\"\\ud83d\\ude00", "", "");
+    body = concat("{\"message\":\"", s, "\"}");
+    oom_check("3000 escape groups in a string", &conf,
+              (const unsigned char *) body, strlen(body), OK);
+    free(body);
+
+    body = concat("{\"message\":\"m\",\"", s, "\":1}");
+    oom_check("3000 escape groups in a key", &conf,
+              (const unsigned char *) body, strlen(body), OK);
+    free(body);
+    free(s);
+
+    s = nested(2000, "[1,\"a\",{\"b\":null}],", "0", "");
+    body = concat("{\"message\":\"m\",\"a\":[", s, "]}");
+    oom_check("array of 6000 values", &conf, (const unsigned char *) body,
+              strlen(body), OK);
+    free(body);
+    free(s);
+
+    s = nested(63, "{\"a\":[", "1", "]}");
+    body = concat("{\"message\":\"m\",\"o\":", s, "}");
+    len = strlen(body);
+
+    /* 127 levels with the top object, rejected at 65 */
+    oom_check("nested past the limit", &conf, (const unsigned char *) body,
+              len, INVALID);
+    free(body);
+    free(s);
+
+    s = nested(31, "{\"a\":[", "1", "]}");
+    body = concat("{\"message\":\"m\",\"o\":", s, "}");
+    oom_check("63 levels of objects and arrays", &conf,
+              (const unsigned char *) body, strlen(body), OK);
+    free(body);
+    free(s);
+
+    s = nested(256, "\xc3\xa9", "", "");
+    s[256] = '\0';
+    body = concat("{\"message\":\"m\",\"sessionId\":\"", s, "\"}");
+    oom_check("session of 256 bytes", &conf, (const unsigned char *) body,
+              strlen(body), OK);
+    free(body);
+    free(s);
+}
+
+
+static void
+test_oom_summary(void)
+{
+    char  name[200];
+
+    snprintf(name, sizeof(name), "OOM: %lu inputs, %lu runs with a failing "
+             "allocation, %lu gave NOMEM", oom_inputs, oom_runs, oom_nomem);
+    check(oom_runs > 0, name);
+}
+
+
 static void
 test_session_valid(void)
 {
@@ -1576,6 +2123,62 @@ regress_outcome(const ngx_http_webhook_sse_json_conf_t *conf, int rc,
 }
 
 
+/* every allocation failing in turn, in every configuration */
+
+static void
+regress_oom(const char *file, const unsigned char *body, size_t size)
+{
+    int                                ok;
+    char                               name[300], why[200];
+    size_t                             s, m, d;
+    outcome_t                          normal;
+    unsigned long                      n, runs;
+    ngx_http_webhook_sse_json_conf_t   conf;
+
+    ok = 1;
+    runs = oom_runs;
+
+    for (s = 0; ok && s < 3; s++) {
+        for (m = 0; ok && m < 2; m++) {
+            for (d = 0; ok && d < 2; d++) {
+                conf = conf_of(regress_sessions[s], regress_messages[m]);
+
+                if (regress_drop_keys[d] != NULL) {
+                    conf.drop_key =
+                        (const unsigned char *) regress_drop_keys[d];
+                    conf.drop_key_len = strlen(regress_drop_keys[d]);
+                }
+
+                n = oom_count(&conf, body, size, &normal, why, sizeof(why));
+
+                ok = n > 0
+                     && oom_each(&conf, body, size, &normal, n, 0, why,
+                                 sizeof(why))
+                     && oom_each(&conf, body, size, &normal, n, 1, why,
+                                 sizeof(why));
+
+                if (!ok) {
+                    printf("#   session %s, message %s, drop %s: %s\n",
+                           regress_sessions[s] ? regress_sessions[s] : "off",
+                           regress_messages[m] ? regress_messages[m] : "off",
+                           regress_drop_keys[d] ? regress_drop_keys[d]
+                                                : "none",
+                           why);
+                }
+
+                outcome_free(&normal);
+            }
+        }
+    }
+
+    oom_inputs++;
+
+    snprintf(name, sizeof(name), "regress %s: each allocation failing in "
+             "all configurations (%lu runs)", file, oom_runs - runs);
+    check(ok, name);
+}
+
+
 static void
 regress_file(const char *dir, const char *file)
 {
@@ -1676,6 +2279,10 @@ regress_file(const char *dir, const char *file)
 
     if (!check(ok, name)) {
         printf("#   %s\n", why);
+    }
+
+    if (size >= 0) {
+        regress_oom(file, body, size);
     }
 
     free(body);
@@ -1789,9 +2396,12 @@ main(void)
     test_session_field();
     test_long_path();
     test_free();
+    test_alloc();
+    test_oom();
     test_session_valid();
     test_escape();
     test_regress();
+    test_oom_summary();
 
     printf("1..%d\n", tests);
 
