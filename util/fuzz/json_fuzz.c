@@ -6,8 +6,18 @@
  *   bits 0-1  session path: off, "sessionId", "data.conversation_id", custom
  *   bits 2-3  message path: off, "message", "data.text", custom
  *   bit  4    drop_key "secret"
+ *   bit  6    allocation failures: the next byte chooses one allocation of
+ *             the parse, which is made to fail (number 1 + byte % n of
+ *             the n a normal run makes)
+ *   bit  7    with bit 6: every allocation from that one on fails
  * With a custom path the next byte is its length L and the L bytes after
  * it are its text (shared by both custom paths); the rest is the body.
+ * (Bit 5 means nothing: it keeps the seeds' first byte printable.)
+ *
+ * With allocation failures the parse runs twice through a counting
+ * allocator: normally, then with the chosen allocation failing; the second
+ * run must give NOMEM with nothing in the result, or the outcome of the
+ * first, and no block may be left after either.
  *
  * Every input also goes whole through ngx_http_webhook_sse_json_escape()
  * and ngx_http_webhook_sse_json_session_valid().  A broken invariant
@@ -30,6 +40,9 @@
 #define FUZZ_SESSION_DOTTED   2
 #define FUZZ_CUSTOM           3
 
+#define FUZZ_OOM              0x40
+#define FUZZ_OOM_PERSIST      0x80
+
 
 #define fuzz_assert(cond)                                                    \
     do {                                                                     \
@@ -46,6 +59,103 @@ typedef struct {
     size_t          len;
     size_t          calls;
 } fuzz_string_t;
+
+
+/*
+ * The allocator of allocation failures: counts the calls that can fail,
+ * fails the fail_at-th (with persist, each one after it too) and counts
+ * the blocks it holds.
+ */
+
+typedef struct {
+    unsigned long  calls;
+    unsigned long  fail_at;
+    int            persist;
+    unsigned long  failed;
+    long           live;
+} fuzz_alloc_t;
+
+
+static fuzz_alloc_t  fuzz_alloc;
+
+
+static int
+fuzz_alloc_fails(fuzz_alloc_t *a)
+{
+    a->calls++;
+
+    if (a->fail_at != 0
+        && (a->calls == a->fail_at || (a->persist && a->calls > a->fail_at)))
+    {
+        a->failed++;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static void *
+fuzz_malloc(void *ctx, size_t size)
+{
+    void          *p;
+    fuzz_alloc_t  *a;
+
+    a = ctx;
+
+    if (fuzz_alloc_fails(a)) {
+        return NULL;
+    }
+
+    p = malloc(size);
+
+    if (p != NULL) {
+        a->live++;
+    }
+
+    return p;
+}
+
+
+static void *
+fuzz_realloc(void *ctx, void *p, size_t size)
+{
+    void          *n;
+    fuzz_alloc_t  *a;
+
+    a = ctx;
+
+    if (fuzz_alloc_fails(a)) {
+        return NULL;
+    }
+
+    n = realloc(p, size);
+
+    if (n != NULL && p == NULL) {
+        a->live++;
+    }
+
+    return n;
+}
+
+
+static void
+fuzz_free(void *ctx, void *p)
+{
+    fuzz_alloc_t  *a;
+
+    a = ctx;
+
+    if (p != NULL) {
+        a->live--;
+        free(p);
+    }
+}
+
+
+static yajl_alloc_funcs  fuzz_alloc_funcs = {
+    fuzz_malloc, fuzz_realloc, fuzz_free, &fuzz_alloc
+};
 
 
 /* strict UTF-8: shortest forms, no surrogates, nothing past U+10FFFF */
@@ -386,12 +496,67 @@ fuzz_accepted(const ngx_http_webhook_sse_json_conf_t *conf, int custom,
 }
 
 
+/*
+ * The parse again with allocation 1 + select % n failing (n: those of the
+ * normal run, rc and res): NOMEM with a clean result, or the same outcome.
+ */
+
+static void
+fuzz_oom(const ngx_http_webhook_sse_json_conf_t *conf,
+    const unsigned char *body, size_t size, unsigned long n,
+    unsigned char select, int persist, int rc,
+    const ngx_http_webhook_sse_json_result_t *res)
+{
+    int                                 oom_rc;
+    long                                live;
+    ngx_http_webhook_sse_json_result_t  oom_res;
+
+    live = fuzz_alloc.live;
+
+    fuzz_alloc.calls = 0;
+    fuzz_alloc.fail_at = 1 + select % n;
+    fuzz_alloc.persist = persist;
+    fuzz_alloc.failed = 0;
+
+    oom_rc = ngx_http_webhook_sse_json_parse(conf, body, size, &oom_res);
+
+    fuzz_assert(fuzz_alloc.failed > 0);
+
+    fuzz_alloc.fail_at = 0;
+    fuzz_error_terminated(&oom_res);
+
+    if (oom_rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
+        fuzz_result_clean(&oom_res);
+        fuzz_assert(strcmp(oom_res.error, "out of memory") == 0);
+
+    } else {
+        fuzz_assert(oom_rc == rc);
+        fuzz_assert(strcmp(oom_res.error, res->error) == 0);
+        fuzz_assert(oom_res.members_len == res->members_len);
+        fuzz_assert((oom_res.members == NULL) == (res->members == NULL));
+        fuzz_assert(res->members == NULL
+                    || memcmp(oom_res.members, res->members,
+                              res->members_len) == 0);
+        fuzz_assert(oom_res.session_len == res->session_len);
+        fuzz_assert((oom_res.session == NULL) == (res->session == NULL));
+        fuzz_assert(res->session == NULL
+                    || memcmp(oom_res.session, res->session,
+                              res->session_len) == 0);
+    }
+
+    ngx_http_webhook_sse_json_free(&oom_res);
+    fuzz_result_clean(&oom_res);
+
+    fuzz_assert(fuzz_alloc.live == live);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int                                 rc, session, message;
     size_t                              custom_len;
-    unsigned char                       config;
+    unsigned char                       config, select;
     const unsigned char                *custom, *body;
     ngx_http_webhook_sse_json_conf_t    conf;
     ngx_http_webhook_sse_json_result_t  res;
@@ -409,6 +574,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     session = config & 3;
     message = (config >> 2) & 3;
+
+    select = 0;
+
+    if (config & FUZZ_OOM) {
+        if (size == 0) {
+            return 0;
+        }
+
+        select = body[0];
+        body++;
+        size--;
+    }
 
     custom = NULL;
     custom_len = 0;
@@ -475,7 +652,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         conf.drop_key_len = sizeof("secret") - 1;
     }
 
+    if (config & FUZZ_OOM) {
+        memset(&fuzz_alloc, 0, sizeof(fuzz_alloc_t));
+        ngx_http_webhook_sse_json_set_alloc(&fuzz_alloc_funcs);
+    }
+
     rc = ngx_http_webhook_sse_json_parse(&conf, body, size, &res);
+
+    if ((config & FUZZ_OOM) && fuzz_alloc.calls > 0) {
+        fuzz_oom(&conf, body, size, fuzz_alloc.calls, select,
+                 config & FUZZ_OOM_PERSIST, rc, &res);
+    }
 
     fuzz_error_terminated(&res);
 
@@ -491,6 +678,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_http_webhook_sse_json_free(&res);
     fuzz_result_clean(&res);
+
+    if (config & FUZZ_OOM) {
+        fuzz_assert(fuzz_alloc.live == 0);
+        ngx_http_webhook_sse_json_set_alloc(NULL);
+    }
 
     free((unsigned char *) custom);
 
