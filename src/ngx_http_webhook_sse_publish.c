@@ -224,6 +224,9 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     rc = ngx_http_webhook_sse_json_parse(&jconf, body.data, body.len, &res);
 
     if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "webhook publish: out of memory parsing a body of "
+                      "%uz bytes", body.len);
         ngx_http_webhook_sse_json_free(&res);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
