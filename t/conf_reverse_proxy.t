@@ -92,6 +92,37 @@ for ([ cookie => $s ], [ bearer => $b ]) {
     is($e && $e->{json}{message}, 'Hi', "$name stream: message intact");
 }
 
+# a service's publish, allowed by the application through auth_request
+{
+    my $svc = '/api/service/webhook';
+    my $msg = { message => 'from a service', sessionId => 'abc123' };
+
+    $r = $t->publish($svc, $msg);
+    is($r->{status}, 401, 'auth_request publish without a key: 401');
+    is($r->{json} && $r->{json}{success}, JSON::PP::false(),
+       'auth_request publish without a key: JSON error');
+
+    $r = $t->publish($svc, $msg,
+                     headers => { Authorization => 'Bearer wrong-key' });
+    is($r->{status}, 401, 'auth_request publish with a wrong key: 401');
+
+    # a body bigger than the client body buffer: read after the subrequest
+    my $big = { %$msg, padding => 'p' x 50000 };
+    for my $body ($msg, $big) {
+        $r = $t->publish($svc, $body,
+                         headers => { Authorization => 'Bearer service-key' });
+        is($r->{status}, 200, 'auth_request publish with the key: 200 ('
+                              . length(json_encode($body)) . ' bytes)');
+        my ($e) = $s->wait_events(1, 5);
+        is($e && $e->{id}, $r->{json}{messageId},
+           'auth_request publish: delivered');
+        is($e && length($e->{json}{padding} // ''),
+           length($body->{padding} // ''), 'auth_request publish: the body '
+                                           . 'arrived whole');
+    }
+    $b->wait_events(2, 5);
+}
+
 is($t->request('GET', '/api/webhook')->{json}{activeConnections}, 2,
    'health check counts the two streams');
 
