@@ -156,6 +156,8 @@ ngx_int_t ngx_http_webhook_sse_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error);
 ngx_int_t ngx_http_webhook_sse_reject(ngx_http_request_t *r,
     ngx_uint_t status, const char *error);
+ngx_int_t ngx_http_webhook_sse_add_header(ngx_http_request_t *r, char *key,
+    char *value);
 ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
 ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,

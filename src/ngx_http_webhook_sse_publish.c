@@ -25,7 +25,6 @@ static ngx_int_t ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
     ngx_str_t *extra, ngx_str_t *members,
     ngx_http_webhook_sse_idempotency_t *idem);
-static ngx_int_t ngx_http_webhook_sse_replayed(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_webhook_sse_idempotency_header =
@@ -38,7 +37,6 @@ ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
     ngx_int_t                         rc;
     ngx_uint_t                        status;
     const char                       *error;
-    ngx_table_elt_t                  *allow;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
@@ -48,14 +46,11 @@ ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
     }
 
     if (!(r->method & NGX_HTTP_POST)) {
-        allow = ngx_list_push(&r->headers_out.headers);
-        if (allow == NULL) {
+        if (ngx_http_webhook_sse_add_header(r, "Allow", "GET, HEAD, POST")
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        allow->hash = 1;
-        ngx_str_set(&allow->key, "Allow");
-        ngx_str_set(&allow->value, "GET, HEAD, POST");
 
         return ngx_http_webhook_sse_reject(r, NGX_HTTP_NOT_ALLOWED,
                                            "method not allowed: use POST "
@@ -464,7 +459,9 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
                       "webhook publish repeated with idempotency key \"%V\": "
                       "answered with the first one's message", &idem->key);
 
-        if (ngx_http_webhook_sse_replayed(r) != NGX_OK) {
+        if (ngx_http_webhook_sse_add_header(r, "Idempotent-Replayed", "true")
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -490,24 +487,4 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
                     ctx->message_id_len, ctx->message_id, stored.time);
 
     return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
-}
-
-
-/* a retry's answer says that it is one, as payment APIs do */
-
-static ngx_int_t
-ngx_http_webhook_sse_replayed(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Idempotent-Replayed");
-    ngx_str_set(&h->value, "true");
-
-    return NGX_OK;
 }

@@ -97,7 +97,6 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     ngx_str_t                         id;
     ngx_uint_t                        resume, status;
     const char                       *error;
-    ngx_table_elt_t                  *allow;
     ngx_pool_cleanup_t               *cln;
     ngx_http_core_loc_conf_t         *clcf;
     ngx_http_webhook_sse_ctx_t       *ctx;
@@ -109,14 +108,9 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     zone = wlcf->stream->data;
 
     if (r->method != NGX_HTTP_GET) {
-        allow = ngx_list_push(&r->headers_out.headers);
-        if (allow == NULL) {
+        if (ngx_http_webhook_sse_add_header(r, "Allow", "GET") != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        allow->hash = 1;
-        ngx_str_set(&allow->key, "Allow");
-        ngx_str_set(&allow->value, "GET");
 
         return ngx_http_webhook_sse_reject(r, NGX_HTTP_NOT_ALLOWED,
                                            "method not allowed: streams "
@@ -785,8 +779,6 @@ failed:
 static ngx_int_t
 ngx_http_webhook_sse_send_headers(ngx_http_request_t *r)
 {
-    ngx_table_elt_t  *h;
-
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = -1;
 
@@ -794,23 +786,13 @@ ngx_http_webhook_sse_send_headers(ngx_http_request_t *r)
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_webhook_sse_add_header(r, "Cache-Control", "no-cache")
+        != NGX_OK
+        || ngx_http_webhook_sse_add_header(r, "X-Accel-Buffering", "no")
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache");
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Accel-Buffering");
-    ngx_str_set(&h->value, "no");
 
     r->allow_ranges = 0;
 
