@@ -20,6 +20,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "ngx_http_webhook_sse_json.h"
+#include "oom_alloc.h"
 
 
 #define OK       NGX_HTTP_WEBHOOK_SSE_JSON_OK
@@ -1053,101 +1054,12 @@ test_free(void)
 }
 
 
-/*
- * The allocator of the out-of-memory tests: it counts the calls that can
- * fail (malloc and realloc), makes the fail_at-th one fail (with persist,
- * every one after it too) and counts the blocks it holds.
- */
-
-typedef struct {
-    unsigned long  calls;
-    unsigned long  fail_at;
-    int            persist;
-    unsigned long  failed;
-    long           live;
-} oom_alloc_t;
-
-
 static oom_alloc_t  oom;
 
 /* inputs, runs with a failing allocation and NOMEM, for the summary */
 static unsigned long  oom_inputs;
 static unsigned long  oom_runs;
 static unsigned long  oom_nomem;
-
-
-static int
-oom_fails(oom_alloc_t *a)
-{
-    a->calls++;
-
-    if (a->fail_at != 0
-        && (a->calls == a->fail_at || (a->persist && a->calls > a->fail_at)))
-    {
-        a->failed++;
-        return 1;
-    }
-
-    return 0;
-}
-
-
-static void *
-oom_malloc(void *ctx, size_t size)
-{
-    void         *p;
-    oom_alloc_t  *a;
-
-    a = ctx;
-
-    if (oom_fails(a)) {
-        return NULL;
-    }
-
-    p = malloc(size);
-
-    if (p != NULL) {
-        a->live++;
-    }
-
-    return p;
-}
-
-
-static void *
-oom_realloc(void *ctx, void *p, size_t size)
-{
-    void         *n;
-    oom_alloc_t  *a;
-
-    a = ctx;
-
-    if (oom_fails(a)) {
-        return NULL;
-    }
-
-    n = realloc(p, size);
-
-    if (n != NULL && p == NULL) {
-        a->live++;
-    }
-
-    return n;
-}
-
-
-static void
-oom_free(void *ctx, void *p)
-{
-    oom_alloc_t  *a;
-
-    a = ctx;
-
-    if (p != NULL) {
-        a->live--;
-        free(p);
-    }
-}
 
 
 static yajl_alloc_funcs  oom_funcs = {

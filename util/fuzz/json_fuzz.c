@@ -33,6 +33,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "ngx_http_webhook_sse_json.h"
+#include "oom_alloc.h"
 
 
 #define FUZZ_SESSION_OFF      0
@@ -61,100 +62,11 @@ typedef struct {
 } fuzz_string_t;
 
 
-/*
- * The allocator of allocation failures: counts the calls that can fail,
- * fails the fail_at-th (with persist, each one after it too) and counts
- * the blocks it holds.
- */
-
-typedef struct {
-    unsigned long  calls;
-    unsigned long  fail_at;
-    int            persist;
-    unsigned long  failed;
-    long           live;
-} fuzz_alloc_t;
-
-
-static fuzz_alloc_t  fuzz_alloc;
-
-
-static int
-fuzz_alloc_fails(fuzz_alloc_t *a)
-{
-    a->calls++;
-
-    if (a->fail_at != 0
-        && (a->calls == a->fail_at || (a->persist && a->calls > a->fail_at)))
-    {
-        a->failed++;
-        return 1;
-    }
-
-    return 0;
-}
-
-
-static void *
-fuzz_malloc(void *ctx, size_t size)
-{
-    void          *p;
-    fuzz_alloc_t  *a;
-
-    a = ctx;
-
-    if (fuzz_alloc_fails(a)) {
-        return NULL;
-    }
-
-    p = malloc(size);
-
-    if (p != NULL) {
-        a->live++;
-    }
-
-    return p;
-}
-
-
-static void *
-fuzz_realloc(void *ctx, void *p, size_t size)
-{
-    void          *n;
-    fuzz_alloc_t  *a;
-
-    a = ctx;
-
-    if (fuzz_alloc_fails(a)) {
-        return NULL;
-    }
-
-    n = realloc(p, size);
-
-    if (n != NULL && p == NULL) {
-        a->live++;
-    }
-
-    return n;
-}
-
-
-static void
-fuzz_free(void *ctx, void *p)
-{
-    fuzz_alloc_t  *a;
-
-    a = ctx;
-
-    if (p != NULL) {
-        a->live--;
-        free(p);
-    }
-}
+static oom_alloc_t  fuzz_alloc;
 
 
 static yajl_alloc_funcs  fuzz_alloc_funcs = {
-    fuzz_malloc, fuzz_realloc, fuzz_free, &fuzz_alloc
+    oom_malloc, oom_realloc, oom_free, &fuzz_alloc
 };
 
 
@@ -653,7 +565,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (config & FUZZ_OOM) {
-        memset(&fuzz_alloc, 0, sizeof(fuzz_alloc_t));
+        memset(&fuzz_alloc, 0, sizeof(oom_alloc_t));
         ngx_http_webhook_sse_json_set_alloc(&fuzz_alloc_funcs);
     }
 

@@ -30,14 +30,14 @@ mkdir -p "$out/corpus"
 # shellcheck disable=SC2086
 "$CC" -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Wall -Wextra -Werror -Isrc \
+    -Wall -Wextra -Werror -Isrc -It/unit \
     -o "$out/json_fuzz" \
     util/fuzz/json_fuzz.c src/ngx_http_webhook_sse_json.c $yajl
 
 if [ -n "$FUZZ_COVERAGE" ]; then
     # shellcheck disable=SC2086
     "$CC" -g -O0 -fsanitize=fuzzer -fprofile-instr-generate \
-        -fcoverage-mapping -Isrc -o "$out/json_fuzz_cov" \
+        -fcoverage-mapping -Isrc -It/unit -o "$out/json_fuzz_cov" \
         util/fuzz/json_fuzz.c src/ngx_http_webhook_sse_json.c $yajl
 
     rm -f "$out"/cov.profraw
