@@ -145,6 +145,8 @@ typedef struct {
 typedef struct {
     int       fd;
     int       connected;
+    int       retiring;                /* no more requests: close when done */
+    int64_t   requests;
     int       inflight;
     int       head;
     uint64_t  t_retry;
@@ -201,8 +203,10 @@ static long         opt_bcast_every = 1000;
 static double       opt_churn = 100;
 static long         opt_resume_pct = 70;
 static long         opt_pause_max = 500;
+static int          opt_close_mode;      /* 0 mixed, 1 FIN, 2 RST */
 static long         opt_pub_conns = 8;
 static long         opt_pipeline = 8;
+static long         opt_conn_requests = 1000;
 static long         opt_size_min = 16;
 static long         opt_size_max = 64;
 static long         opt_big_every;
@@ -253,7 +257,7 @@ static int64_t     zone_epoch = -1;
 /* counters */
 static struct {
     int64_t  pub_sent, pub_acked, pub_rejected, pub_unknown, pub_503;
-    int64_t  pub_other_status, pub_reconnects, pub_conn_err;
+    int64_t  pub_other_status, pub_reconnects, pub_conn_err, pub_retired;
     int64_t  pub_big, pub_big_rejected, pub_huge, pub_huge_503;
     int64_t  pub_huge_other, pub_normal_503, pub_fresh;
     int64_t  pub_bcast;
@@ -1267,7 +1271,7 @@ stream_churn(stream_t *s, uint64_t now)
 {
     int  rst;
 
-    rst = (int) (rnd() & 1);
+    rst = opt_close_mode ? opt_close_mode == 2 : (int) (rnd() & 1);
 
     epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
 
@@ -1308,6 +1312,8 @@ pub_connect(pubconn_t *pc, uint64_t now)
     }
 
     pc->connected = 0;
+    pc->retiring = 0;
+    pc->requests = 0;
     pc->inflight = 0;
     pc->head = 0;
     pc->out_len = 0;
@@ -1497,8 +1503,18 @@ pub_read(pubconn_t *pc, uint64_t now)
         }
     }
 
-    if (closing) {
+    if (closing && !(pc->retiring && pc->inflight == 0)) {
         pub_fail(pc, now);
+
+    } else if (pc->retiring && pc->inflight == 0) {
+        /* every answer in (the last one may say "close"): a new
+         * connection takes over */
+        epoll_ctl(ep, EPOLL_CTL_DEL, pc->fd, NULL);
+        close(pc->fd);
+        pc->fd = -1;
+        pc->connected = 0;
+        pc->t_retry = now;
+        cnt.pub_retired++;
     }
 }
 
@@ -1533,13 +1549,20 @@ pub_append(pubconn_t *pc, const char *body, size_t blen, int64_t g)
     pc->q[(pc->head + pc->inflight) % MAX_PIPELINE] = g;
     pc->inflight++;
     cnt.pub_sent++;
+
+    /* like a client that knows keepalive_requests: the server would
+     * close the connection after that many, dropping pipelined ones */
+    if (opt_conn_requests && ++pc->requests >= opt_conn_requests) {
+        pc->retiring = 1;
+    }
 }
 
 
 static int
 pub_room(pubconn_t *pc)
 {
-    return pc->fd != -1 && pc->connected && pc->inflight < opt_pipeline;
+    return pc->fd != -1 && pc->connected && !pc->retiring
+           && pc->inflight < opt_pipeline;
 }
 
 
@@ -2415,8 +2438,11 @@ usage(void)
 "  --resume-pct P      churned streams that resume with Last-Event-ID\n"
 "                      (default 70; the others come back as new streams)\n"
 "  --pause-max MS      time away before reconnecting (default 500)\n"
+"  --close MODE        how clients disconnect: fin, rst, or mixed (default)\n"
 "  --pub-conns K       keep-alive publish connections (default 8)\n"
 "  --pipeline D        requests in flight per connection (default 8)\n"
+"  --conn-requests N   requests per publish connection, then a new one\n"
+"                      (default 1000, nginx's keepalive_requests; 0 no limit)\n"
 "  --size-min/--size-max B  message text length (default 16..64)\n"
 "  --big-every N --big-size B     every N-th a B-byte text (must fit)\n"
 "  --huge-every N --huge-size B   every N-th a B-byte text (must be 503)\n"
@@ -2459,8 +2485,10 @@ main(int argc, char **argv)
         { "churn", required_argument, NULL, 'c' },
         { "resume-pct", required_argument, NULL, 'R' },
         { "pause-max", required_argument, NULL, 'm' },
+        { "close", required_argument, NULL, 'z' },
         { "pub-conns", required_argument, NULL, 'K' },
         { "pipeline", required_argument, NULL, 'D' },
+        { "conn-requests", required_argument, NULL, 'Q' },
         { "size-min", required_argument, NULL, '1' },
         { "size-max", required_argument, NULL, '2' },
         { "big-every", required_argument, NULL, '3' },
@@ -2498,8 +2526,13 @@ main(int argc, char **argv)
         case 'c': opt_churn = atof(optarg); break;
         case 'R': opt_resume_pct = atol(optarg); break;
         case 'm': opt_pause_max = atol(optarg); break;
+        case 'z':
+            opt_close_mode = strcmp(optarg, "fin") == 0 ? 1
+                             : strcmp(optarg, "rst") == 0 ? 2 : 0;
+            break;
         case 'K': opt_pub_conns = atol(optarg); break;
         case 'D': opt_pipeline = atol(optarg); break;
+        case 'Q': opt_conn_requests = atol(optarg); break;
         case '1': opt_size_min = atol(optarg); break;
         case '2': opt_size_max = atol(optarg); break;
         case '3': opt_big_every = atol(optarg); break;
@@ -2745,7 +2778,8 @@ main(int argc, char **argv)
                "\"pub_sent\":%lld,\"pub_acked\":%lld,\"pub_rejected\":%lld,"
                "\"pub_503\":%lld,\"pub_other_status\":%lld,"
                "\"pub_unknown\":%lld,\"pub_reconnects\":%lld,"
-               "\"pub_conn_err\":%lld,\"pub_per_s\":%.1f,"
+               "\"pub_conn_err\":%lld,\"pub_retired\":%lld,"
+               "\"pub_per_s\":%.1f,"
                "\"pub_bcast\":%lld,\"pub_fresh\":%lld,"
                "\"pub_big\":%lld,\"pub_big_rejected\":%lld,"
                "\"pub_huge\":%lld,\"pub_huge_503\":%lld,"
@@ -2778,7 +2812,7 @@ main(int argc, char **argv)
                (long long) cnt.pub_rejected, (long long) cnt.pub_503,
                (long long) cnt.pub_other_status,
                (long long) cnt.pub_unknown, (long long) cnt.pub_reconnects,
-               (long long) cnt.pub_conn_err,
+               (long long) cnt.pub_conn_err, (long long) cnt.pub_retired,
                pub_secs > 0 ? (double) cnt.pub_sent / pub_secs : 0,
                (long long) cnt.pub_bcast, (long long) cnt.pub_fresh,
                (long long) cnt.pub_big, (long long) cnt.pub_big_rejected,
