@@ -1226,6 +1226,15 @@ stream_read(stream_t *s, uint64_t now)
 
         if (s->http.state != HS_HEAD && status != 200) {
             cnt.http_err++;
+
+            if (cnt.http_err <= 5) {
+                /* always said, --quiet or not: the answer tells why */
+                fprintf(stderr, "soak: t=%.3fs stream %ld (%s): HTTP %d: "
+                        "%.*s\n", secs(now), (long) (s - streams),
+                        s->resuming ? "resuming" : "new", status,
+                        (int) (n > 400 ? 400 : n), iobuf);
+            }
+
             if (status == 503) {
                 cnt.http_503++;
             }
