@@ -40,6 +40,7 @@ static ngx_int_t ngx_http_webhook_sse_replay(ngx_http_webhook_sse_ctx_t *ctx,
 static ngx_int_t ngx_http_webhook_sse_last_event_id(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_webhook_sse_send_headers(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_sse_send_retry(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_connected(ngx_http_request_t *r,
     ngx_http_webhook_sse_ctx_t *ctx);
 static ngx_http_webhook_sse_lchannel_t *ngx_http_webhook_sse_lchannel(
@@ -164,6 +165,10 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     status = ngx_http_webhook_sse_check_token(r, wlcf, &ctx->session, &error);
     if (status != NGX_OK) {
         return ngx_http_webhook_sse_send_error(r, status, error);
+    }
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return ngx_http_webhook_sse_send_retry(r);
     }
 
     if (zone->doorbell == NULL || zone->slot < 0) {
@@ -497,6 +502,44 @@ ngx_http_webhook_sse_last_event_id(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A worker on its way out (reload, graceful stop) that still completes a
+ * stream request: a stream that only says to come back soon, which the
+ * browser does, to a new worker, resuming where it was.  An error status
+ * would make EventSource give up for good.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_send_retry(ngx_http_request_t *r)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    rc = ngx_http_webhook_sse_send_headers(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ngx_http_webhook_sse_retry_text;
+    b->last = b->pos + sizeof(ngx_http_webhook_sse_retry_text) - 1;
+    b->memory = 1;
+    b->flush = 1;
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }
 
 
