@@ -73,6 +73,7 @@
 #define K_NORMAL         0
 #define K_BIG            1               /* large, must be accepted */
 #define K_HUGE           2               /* over a quarter zone: 503 */
+#define K_MARK           3               /* the last one of a channel */
 
 /* gap categories */
 #define GAP_LIVE         0
@@ -180,9 +181,14 @@ typedef struct {
 
 typedef struct {
     int32_t   k;
+    int32_t   stream;
     uint8_t   cat;
     int64_t   from;
     int64_t   to;
+    int64_t   next;                    /* the sequence that came instead */
+    double    t;
+    double    age;                     /* of the stream's connection, s */
+    uint8_t   first;                   /* first event after connecting */
 } gap_t;
 
 
@@ -399,7 +405,8 @@ chan_assign(long k, int64_t g)
 
 
 static void
-gap_add(long k, int64_t from, int64_t to, int cat)
+gap_add(long k, int64_t from, int64_t to, int cat, long stream, int64_t next,
+    double age, int first)
 {
     if (ngaps == gaps_cap) {
         gaps_cap = gaps_cap ? gaps_cap * 2 : 1024;
@@ -410,6 +417,11 @@ gap_add(long k, int64_t from, int64_t to, int cat)
     gaps[ngaps].cat = (uint8_t) cat;
     gaps[ngaps].from = from;
     gaps[ngaps].to = to;
+    gaps[ngaps].stream = (int32_t) stream;
+    gaps[ngaps].next = next;
+    gaps[ngaps].t = secs(now_ns());
+    gaps[ngaps].age = age;
+    gaps[ngaps].first = (uint8_t) first;
     ngaps++;
     cnt.gap_ranges[cat]++;
 }
@@ -976,7 +988,9 @@ stream_event(stream_t *s)
     } else {
         if (c > from) {
             gap_add(k, from, c - 1,
-                    s->resuming && s->first[i] ? GAP_RESUME : GAP_LIVE);
+                    s->resuming && s->first[i] ? GAP_RESUME : GAP_LIVE,
+                    (long) (s - streams), c,
+                    (double) (now_ns() - s->t_connect) / 1e9, s->first[i]);
         }
 
         s->last_c[i] = c;
@@ -1918,7 +1932,8 @@ enum {
     PH_RUN = 0,
     PH_QUIESCE,          /* checkpoint: bring every stream back */
     PH_COUNT,            /* checkpoint: counts must match */
-    PH_STOP_PUB,         /* publishing over: wait for the answers */
+    PH_STOP_PUB,         /* publishing over: answers in, streams back */
+    PH_MARK,             /* one last publish per channel */
     PH_DRAIN,            /* every stream catches up */
     PH_FINAL_COUNT,
     PH_CLOSE,            /* all closed: counts must reach 0 */
@@ -1926,6 +1941,7 @@ enum {
 };
 
 static int       phase;
+static long      marks;
 static int       next_phase_after_count;
 static uint64_t  t_phase;
 static uint64_t  t_next_cp;
@@ -2111,7 +2127,9 @@ tail_gaps(void)
             }
 
             if (to >= from) {
-                gap_add(k, from, to, GAP_TAIL);
+                gap_add(k, from, to,
+                        s->resuming && s->first[i] ? GAP_RESUME : GAP_TAIL,
+                        j, -1, -1, 0);
             }
         }
     }
@@ -2121,12 +2139,18 @@ tail_gaps(void)
 static void
 resolve_gaps(void)
 {
-    int      cat;
+    int      cat, reported;
     size_t   i;
-    int64_t  c, g;
+    int64_t  c, g, lost, g0, z0, big;
+
+    reported = 0;
 
     for (i = 0; i < ngaps; i++) {
         cat = gaps[i].cat;
+        lost = 0;
+        g0 = -1;
+        z0 = -1;
+        big = 0;
 
         for (c = gaps[i].from; c <= gaps[i].to; c++) {
             g = chans[gaps[i].k].g_of[c];
@@ -2135,11 +2159,14 @@ resolve_gaps(void)
 
             case P_ACKED:
                 cnt.lost[cat]++;
-                if (cnt.lost[0] + cnt.lost[1] + cnt.lost[2] <= 5) {
-                    note("lost (%s): publish %lld, channel %d seq %lld",
-                         gap_names[cat], (long long) g, gaps[i].k,
-                         (long long) c);
+                lost++;
+                big += p_kind[g] == K_BIG;
+
+                if (g0 < 0) {
+                    g0 = g;
+                    z0 = p_zseq[g];
                 }
+
                 break;
 
             case P_REJECTED:
@@ -2150,11 +2177,27 @@ resolve_gaps(void)
                 if (p_seen[g] == 1) {
                     /* stored (another stream got it), missed here */
                     cnt.lost[cat]++;
+                    lost++;
 
                 } else {
                     cnt.missed_unknown++;
                 }
             }
+        }
+
+        /* always said (--quiet or not) for a loss outside a resume:
+         * what, where, when */
+        if (lost && cat != GAP_RESUME && ++reported <= 50) {
+            fprintf(stderr, "soak: lost (%s): %lld acknowledged of channel "
+                    "%d seq %lld..%lld (first: publish %lld, id seq %lld; "
+                    "%lld big) on stream %d, noticed at t=%.3fs when seq "
+                    "%lld came, %.3fs after it connected%s\n",
+                    gap_names[cat], (long long) lost, gaps[i].k,
+                    (long long) gaps[i].from, (long long) gaps[i].to,
+                    (long long) g0, (long long) z0, (long long) big,
+                    gaps[i].stream, gaps[i].t, (long long) gaps[i].next,
+                    gaps[i].age,
+                    gaps[i].first ? " (its first event there)" : "");
         }
     }
 
@@ -2398,7 +2441,25 @@ tick(uint64_t now)
         break;
 
     case PH_STOP_PUB:
-        if (pub_inflight() == 0
+        /* every stream back and every answer in: then a marker per
+         * channel, which every stream must get, resumed or not */
+        streams_all_back(now);
+
+        if ((pub_inflight() == 0 && streams_all_live())
+            || now - t_phase > (uint64_t) (opt_drain_timeout * 1e9))
+        {
+            phase = PH_MARK;
+            t_phase = now;
+            marks = 0;
+        }
+        break;
+
+    case PH_MARK:
+        while (marks <= bchan && pub_one(marks, 8, K_MARK, now)) {
+            marks++;
+        }
+
+        if ((marks > bchan && pub_inflight() == 0)
             || now - t_phase > (uint64_t) (opt_drain_timeout * 1e9))
         {
             phase = PH_DRAIN;
