@@ -112,7 +112,9 @@ $f //= {};
 # ----- the reloads --------------------------------------------------------------
 
 my $reloads = @gens;
-ok($reloads >= $SECONDS - 4, "$reloads reloads, one a second, under load");
+# (a reload that takes longer than a second delays the next one)
+ok($reloads >= 0.9 * ($SECONDS - 2),
+   "$reloads reloads, one a second, under load");
 
 {
     my @stuck = grep { !defined $_->{gone} || $_->{gone} > $EXIT_BOUND }
@@ -162,15 +164,9 @@ is($f->{http_err} - $f->{http_503} + $f->{conn_fail} + $f->{proto_err}
        qw(http_err http_503 conn_fail proto_err unexpected_close
           closed_early)) . ')');
 
-my $TODO_503 = 'module bug: an exiting worker answers a stream request it '
-               . 'still completes with 503 "this worker cannot serve '
-               . 'streams" (its doorbell is closed); EventSource gives up '
-               . 'for good on a 503';
-TODO: {
-    local $TODO = $TODO_503;
-    is($f->{http_503}, 0, 'streams: no reconnection refused with 503 '
-                          . 'during the reloads');
-}
+# EventSource gives up for good on anything but a 200 event stream
+is($f->{http_503}, 0, 'streams: no reconnection refused with 503 during '
+                      . 'the reloads');
 
 ok($f->{events} >= $f->{pub_acked}, "events: $f->{events} checked");
 is_deeply({ map { $_ => $f->{$_} } qw(dups order misrouted foreign
@@ -236,16 +232,14 @@ ok($f->{zero_ok}, "counts: 0 once all closed (active $f->{zero_active}, "
     my ($status) = $answer =~ m{^HTTP/1\.1 (\d+)};
     ok(defined $status, 'exiting worker: answers a stream request it '
                         . 'still completes');
-    TODO: {
-        local $TODO = $TODO_503;
-        is($status, 200, 'exiting worker: the answer is a stream, not an '
-                         . 'error') or diag substr $answer, 0, 400;
-        like($answer, qr{\r\nContent-Type: text/event-stream}i,
-             'exiting worker: text/event-stream');
-        like($answer, qr{^retry: (\d{1,3})\r?$}m,
-             'exiting worker: a short retry, so the browser comes back '
-             . 'at once');
-    }
+    is($status, 200, 'exiting worker: the answer is a stream, not an '
+                     . 'error') or diag substr $answer, 0, 400;
+    like($answer, qr{\r\nContent-Type: text/event-stream}i,
+         'exiting worker: text/event-stream');
+    my ($retry) = $answer =~ /^retry: ?(\d+)\r?$/m;
+    ok(defined $retry && $retry < 2000,
+       'exiting worker: a short retry, so the browser comes back at once ('
+       . ($retry // 'none') . ')');
     ok($t->wait_pids_gone(\@old, $EXIT_BOUND), 'exiting worker: exits');
 }
 
