@@ -18,7 +18,10 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib", "$FindBin::Bin/../util/soak";
 
+use IO::Select;
+use IO::Socket::INET;
 use Test::More;
+use Time::HiRes qw(time);
 use WebhookSSE::Test;
 use Soak;
 
@@ -110,8 +113,21 @@ is_deeply({ map { $_ => $f->{$_} } qw(dups order misrouted foreign
                                bad_event epoch_change rejected_seen) },
           "events: $f->{events} checked: no duplicate, none out of order "
           . 'or for another session, nothing refused delivered');
-is($f->{lost_live}, 0, 'events: live streams miss nothing while the zone '
-                       . 'evicts (gaps: ' . ($f->{gaps_live} // '?') . ')');
+# Module bug: when the zone runs short, its eviction of "the oldest
+# message" also takes messages that a worker with streams on that channel
+# was told about but has not fetched yet; those streams skip them silently
+# (seen in long runs and at 10000/s, where a 256k zone holds some 25 ms of
+# traffic; made certain below by stopping a worker for a moment).
+my $TODO_EVICT = 'module bug: eviction under memory pressure drops '
+                 . 'messages a subscribed worker has not fetched yet; its '
+                 . 'live streams skip them';
+TODO: {
+    local $TODO = $TODO_EVICT;
+    is($f->{lost_live}, 0, 'events: live streams miss nothing while the zone '
+                           . 'evicts (' . ($f->{lost_live} // '?')
+                           . ' lost in ' . ($f->{gaps_live} // '?')
+                           . ' gaps)');
+}
 is($f->{lost_tail}, 0, 'events: every stream has every message at the end');
 note("resumes: $f->{resumes}; messages evicted before a client came back "
      . "for them: $f->{lost_resume} (not promised, as documented)");
@@ -178,6 +194,158 @@ SKIP: {
                                                    @cp ]);
     note("RSS with the zone's pages: $cp[0]{rss_kb} KB first, $rmid KB at "
          . "half time, $rmax KB max after");
+}
+
+# ----- a worker that is late to fetch -----------------------------------------
+
+# One worker stops for a moment (SIGSTOP: as a worker busy with something
+# else, or descheduled) while publishes through the other worker turn the
+# zone over three times.  Its streams were told about every message; when
+# it runs again they must get every one that was acknowledged, as the
+# other worker's streams do.  (Refusing publishes with 503 while the zone
+# is full of unfetched messages would keep that promise too.)
+
+# the worker process holding the server side of one of our sockets
+sub worker_of
+{
+    my ($sock) = @_;
+    my $client = sprintf '0100007F:%04X', $sock->sockport;
+    my $server = sprintf '0100007F:%04X', $t->port;
+    my $inode;
+
+    open my $fh, '<', '/proc/net/tcp' or return;
+    while (my $line = <$fh>) {
+        my @f = split ' ', $line;
+        if ($f[1] eq $server && $f[2] eq $client) {
+            $inode = $f[9];
+            last;
+        }
+    }
+    close $fh;
+    return unless $inode;
+
+    for my $pid ($t->worker_pids) {
+        opendir my $d, "/proc/$pid/fd" or next;
+        for my $fd (readdir $d) {
+            my $l = readlink "/proc/$pid/fd/$fd" // next;
+            return $pid if $l eq "socket:[$inode]";
+        }
+    }
+    return;
+}
+
+# publishes pipelined on an open keep-alive connection; the statuses and
+# ids in order
+sub publish_on
+{
+    my ($sock, @bodies) = @_;
+    my $req = join '', map {
+        "POST /pub HTTP/1.1\r\nHost: localhost\r\n"
+        . "Content-Type: application/json\r\nContent-Length: "
+        . length($_) . "\r\n\r\n$_"
+    } @bodies;
+
+    $sock->blocking(0);
+    my $sel = IO::Select->new($sock);
+    my ($off, $in, @res) = (0, '');
+    my $deadline = time + 20;
+
+    while (@res < @bodies && time < $deadline) {
+        my ($r, $w) = IO::Select->select($sel, $off < length $req ? $sel
+                                                                  : undef,
+                                         undef, 1);
+        if ($w && @$w) {
+            my $n = syswrite $sock, $req, length($req) - $off, $off;
+            $off += $n if $n;
+        }
+        if ($r && @$r) {
+            my $n = sysread $sock, $in, 65536, length $in;
+            last if defined $n && $n == 0;
+        }
+        while ($in =~ /\AHTTP\/1\.1 (\d+)[^\r]*\r\n(.*?)\r\n\r\n/s) {
+            my ($status, $head, $end) = ($1, $2, $+[0]);
+            my ($len) = $head =~ /Content-Length: (\d+)/i;
+            last unless defined $len && length $in >= $end + $len;
+            my $body = substr $in, $end, $len;
+            substr($in, 0, $end + $len) = '';
+            push @res, [ $status, (json_decode($body) // {})->{messageId} ];
+        }
+    }
+    return @res;
+}
+
+SKIP: {
+    my @streams = map { $t->sse('/stream?sessionId=late') } 1 .. 10;
+    $_->wait_events(1, 5) for @streams;
+
+    my @pubs;
+    for (1 .. 8) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $t->port, Proto => 'tcp')
+            or die "connect: $!";
+        my ($r) = publish_on($c, json_encode({ message => 'hello',
+                                               sessionId => 'other' }));
+        push @pubs, $c if $r && $r->[0] == 200;
+    }
+
+    my %streams_on;
+    push @{ $streams_on{ worker_of($_->{fh}) // 0 } }, $_ for @streams;
+    my %pub_on = map { (worker_of($_) // 0) => $_ } @pubs;
+
+    # a worker with streams, and a publish connection held by the other
+    my ($late) = grep { my $w = $_; $w && grep { $_ && $_ != $w }
+                                             keys %pub_on }
+                 sort keys %streams_on;
+    skip 'the connections did not spread over both workers', 2
+        unless $late;
+    my ($busy) = grep { $_ && $_ != $late } keys %pub_on;
+
+    $_->wait_events(1000, 0.2) for @streams;     # the hellos, if any
+
+    kill 'STOP', $late;
+    my @res = eval {
+        publish_on($pub_on{$busy},
+                   map { json_encode({ message => "late $_ " . ('x' x 1500),
+                                       sessionId => 'late' }) } 1 .. 500);
+    };
+    kill 'CONT', $late;
+
+    my @acked = map { $_->[1] } grep { $_->[0] == 200 } @res;
+    my %status;
+    $status{ $_->[0] }++ for @res;
+    note('late worker: publishes answered ' . join(', ', map {
+        "$status{$_} x $_" } sort keys %status));
+
+    ok(@res == 500 && @acked >= 50,
+       'late worker: the other worker answered all 500 publishes while it '
+       . 'was stopped (' . scalar(@acked) . ' with 200)');
+
+    my $end = $t->publish_ok('/pub', { message => 'end',
+                                       sessionId => 'late' });
+    my (%bad, %count);
+    for my $w (keys %streams_on) {
+        for my $s (@{ $streams_on{$w} }) {
+            my @got = grep { $_ ne $end }
+                      map { $_->{id} // '' } $s->wait_for_event($end, 10);
+            my $ok = join(',', @got) eq join(',', @acked);
+            my $who = $w == $late ? 'stopped' : 'running';
+            $count{$who}++;
+            $bad{$who}++ unless $ok;
+            note("stream on the $who worker: " . scalar(@got) . ' of '
+                 . scalar(@acked) . ' acknowledged messages');
+        }
+    }
+
+    TODO: {
+        local $TODO = $TODO_EVICT;
+        is($bad{stopped} // 0, 0, "late worker: its $count{stopped} "
+                                  . 'streams get every acknowledged message');
+    }
+    is($bad{running} // 0, 0, 'late worker: the other worker\'s '
+                              . ($count{running} // 0) . ' streams get '
+                              . 'every acknowledged message');
+
+    $_->close for @streams, @pubs;
 }
 
 # ----- the error log ------------------------------------------------------------
