@@ -296,7 +296,7 @@ SKIP: {
     my ($late) = grep { my $w = $_; $w && grep { $_ && $_ != $w }
                                              keys %pub_on }
                  sort keys %streams_on;
-    skip 'the connections did not spread over both workers', 2
+    skip 'the connections did not spread over both workers', 3
         unless $late;
     my ($busy) = grep { $_ && $_ != $late } keys %pub_on;
 
