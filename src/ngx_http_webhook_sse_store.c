@@ -13,7 +13,8 @@
 #include "ngx_http_webhook_sse_module.h"
 
 
-#define NGX_HTTP_WEBHOOK_SSE_LRU_SCAN  64
+#define NGX_HTTP_WEBHOOK_SSE_LRU_SCAN      64
+#define NGX_HTTP_WEBHOOK_SSE_FETCHED_SCAN  256
 
 /* messages a channel may hold past its history for lagging workers */
 #define NGX_HTTP_WEBHOOK_SSE_LAG_MAX   4096
@@ -508,7 +509,8 @@ ngx_http_webhook_sse_store_alloc(ngx_http_webhook_sse_zone_t *zone,
 /*
  * Frees memory by, in this order: an expired message, an expired
  * idempotency key, the least recently used channel nobody listens to, the
- * oldest message of the zone, the oldest idempotency key.
+ * oldest message every worker has fetched, the oldest message, the oldest
+ * idempotency key.
  */
 
 static ngx_int_t
@@ -552,6 +554,29 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
         if (channel != keep && ngx_http_webhook_sse_store_idle(channel)) {
             sh->evicted += channel->count;
             ngx_http_webhook_sse_store_free_channel(zone, channel);
+            return NGX_OK;
+        }
+    }
+
+    /*
+     * Of the oldest messages, the first that every worker told about has
+     * fetched: a worker that falls behind for a moment (a burst, a long
+     * fan-out) keeps what its streams have still to get.  Only when none
+     * is near does the oldest go, fetched or not.
+     */
+
+    n = 0;
+
+    for (q = ngx_queue_head(&sh->messages);
+         q != ngx_queue_sentinel(&sh->messages)
+         && n < NGX_HTTP_WEBHOOK_SSE_FETCHED_SCAN;
+         q = ngx_queue_next(q), n++)
+    {
+        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (msg->pending == 0) {
+            sh->evicted++;
+            ngx_http_webhook_sse_store_free_msg(zone, msg, keep);
             return NGX_OK;
         }
     }

@@ -113,21 +113,13 @@ is_deeply({ map { $_ => $f->{$_} } qw(dups order misrouted foreign
                                bad_event epoch_change rejected_seen) },
           "events: $f->{events} checked: no duplicate, none out of order "
           . 'or for another session, nothing refused delivered');
-# Module bug: when the zone runs short, its eviction of "the oldest
-# message" also takes messages that a worker with streams on that channel
-# was told about but has not fetched yet; those streams skip them silently
-# (seen in long runs and at 10000/s, where a 256k zone holds some 25 ms of
-# traffic; made certain below by stopping a worker for a moment).
-my $TODO_EVICT = 'module bug: eviction under memory pressure drops '
-                 . 'messages a subscribed worker has not fetched yet; its '
-                 . 'live streams skip them';
-TODO: {
-    local $TODO = $TODO_EVICT;
-    is($f->{lost_live}, 0, 'events: live streams miss nothing while the zone '
-                           . 'evicts (' . ($f->{lost_live} // '?')
-                           . ' lost in ' . ($f->{gaps_live} // '?')
-                           . ' gaps)');
-}
+# When the zone runs short, eviction takes the oldest message every worker
+# has fetched before any a worker still has to fetch: live streams miss
+# nothing while their workers keep up with the zone's turnover (a 256k
+# zone holds some 25 ms of this traffic).
+is($f->{lost_live}, 0, 'events: live streams miss nothing while the zone '
+                       . 'evicts (' . ($f->{lost_live} // '?')
+                       . ' lost in ' . ($f->{gaps_live} // '?') . ' gaps)');
 is($f->{lost_tail}, 0, 'events: every stream has every message at the end');
 note("resumes: $f->{resumes}; messages evicted before a client came back "
      . "for them: $f->{lost_resume} (not promised, as documented)");
@@ -327,8 +319,18 @@ SKIP: {
         for my $s (@{ $streams_on{$w} }) {
             my @got = grep { $_ ne $end }
                       map { $_->{id} // '' } $s->wait_for_event($end, 10);
-            my $ok = join(',', @got) eq join(',', @acked);
             my $who = $w == $late ? 'stopped' : 'running';
+
+            # what a stopped worker can still have: the newest messages,
+            # in order, none twice (the zone could not keep all 500)
+            my %pos;
+            @pos{@acked} = 0 .. $#acked;
+            my @p = map { $pos{$_} // -1 } @got;
+            my $ok = $who eq 'running'
+                     ? join(',', @got) eq join(',', @acked)
+                     : (@got && !grep({ $_ < 0 } @p)
+                        && !grep({ $p[$_] <= $p[$_ - 1] } 1 .. $#p)
+                        && $p[-1] == $#acked);
             $count{$who}++;
             $bad{$who}++ unless $ok;
             note("stream on the $who worker: " . scalar(@got) . ' of '
@@ -336,11 +338,10 @@ SKIP: {
         }
     }
 
-    TODO: {
-        local $TODO = $TODO_EVICT;
-        is($bad{stopped} // 0, 0, "late worker: its $count{stopped} "
-                                  . 'streams get every acknowledged message');
-    }
+    # not promised (docs/reliability.md): a worker stopped for longer than
+    # the zone takes to turn over loses what was evicted meanwhile
+    is($bad{stopped} // 0, 0, "late worker: its $count{stopped} streams get "
+                              . 'the newest messages, in order, none twice');
     is($bad{running} // 0, 0, 'late worker: the other worker\'s '
                               . ($count{running} // 0) . ' streams get '
                               . 'every acknowledged message');
