@@ -77,8 +77,10 @@ $id = $t->publish_ok('/api/webhook', { message => 'to everyone' },
 ($e) = $s->wait_events(1, 5);
 is($e && $e->{id}, $id, 'a broadcast reaches the window too');
 
-like($t->access_log, qr/"POST \/api\/webhook HTTP\/1\.1" 200 .* id=\Q$id\E /,
-     'access log names the message id');
+# nginx writes the line once the answer is out: wait for it (bounded)
+my $logged = qr/"POST \/api\/webhook HTTP\/1\.1" 200 .* id=\Q$id\E /;
+wait_until(sub { $t->access_log =~ $logged }, 5);
+like($t->access_log, $logged, 'access log names the message id');
 
 # the master read the variable: a reload keeps that value even when the
 # environment of whoever sends the reload has another
