@@ -1,0 +1,208 @@
+
+/*
+ * nginx-webhook-sse: what every request handler shares: the session a
+ * request names, header lookups and the JSON answers.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_sse_module.h"
+
+
+/*
+ * The session a request names through webhook_session; empty when none.
+ * NGX_DECLINED: the value is not a valid session id.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session)
+{
+    u_char  *dst, *src;
+
+    session->len = 0;
+    session->data = NULL;
+
+    if (wlcf->session == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, wlcf->session, session) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (session->len == 0) {
+        return NGX_OK;
+    }
+
+    if (wlcf->session_from_args
+        && ngx_strlchr(session->data, session->data + session->len, '%'))
+    {
+        dst = ngx_pnalloc(r->pool, session->len);
+        if (dst == NULL) {
+            return NGX_ERROR;
+        }
+
+        src = session->data;
+        session->data = dst;
+
+        ngx_unescape_uri(&dst, &src, session->len, 0);
+
+        session->len = dst - session->data;
+    }
+
+    if (!ngx_http_webhook_sse_json_session_valid(session->data,
+                                                 session->len))
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an answer before the body was read: the body is discarded */
+
+ngx_int_t
+ngx_http_webhook_sse_reject(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_webhook_sse_send_error(r, status, error);
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_add_header(ngx_http_request_t *r, char *key,
+    char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.len = ngx_strlen(key);
+    h->key.data = (u_char *) key;
+    h->value.len = ngx_strlen(value);
+    h->value.data = (u_char *) value;
+
+    return NGX_OK;
+}
+
+
+ngx_table_elt_t *
+ngx_http_webhook_sse_find_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    static ngx_str_t  type = ngx_string("application/json");
+
+    return ngx_http_webhook_sse_send_response(r, status, &type, body, len);
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_response(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error)
+{
+    u_char  *body, *p;
+    size_t   len;
+
+    static u_char  head[] = "{\"success\":false,\"error\":\"";
+
+    len = ngx_strlen(error);
+
+    body = ngx_pnalloc(r->pool, sizeof(head) - 1 + len * 6 + 3);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(body, head, sizeof(head) - 1);
+    p += ngx_http_webhook_sse_json_escape(p, (u_char *) error, len);
+    *p++ = '"';
+    *p++ = '}';
+    *p++ = LF;
+
+    return ngx_http_webhook_sse_send_json(r, status, body, p - body);
+}
