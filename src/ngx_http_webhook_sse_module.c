@@ -10,6 +10,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_stream.h"
 
 
 #define NGX_HTTP_WEBHOOK_SSE_FIELD_MAX  128
@@ -772,10 +773,11 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                    i;
-    ngx_list_part_t              *part;
-    ngx_shm_zone_t               *shm_zone;
-    ngx_http_webhook_sse_zone_t  *zone;
+    ngx_uint_t                      i;
+    ngx_list_part_t                *part;
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_webhook_sse_zone_t    *zone;
+    ngx_http_webhook_sse_worker_t  *worker;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -805,11 +807,6 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         zone = shm_zone[i].data;
         zone->log = cycle->log;
 
-        ngx_rbtree_init(&zone->lchannels, &zone->lsentinel,
-                        ngx_rbtree_insert_value);
-        ngx_queue_init(&zone->streams);
-        ngx_queue_init(&zone->touched);
-
         /*
          * A worker that cannot take part in streaming still serves
          * publishes: failures are logged, not fatal.
@@ -819,7 +816,16 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        if (ngx_http_webhook_sse_notify_init(cycle, zone) != NGX_OK) {
+        worker = ngx_http_webhook_sse_fanout_init(cycle, zone,
+                                            ngx_http_webhook_sse_stream_close);
+
+        if (worker == NULL
+            || ngx_http_webhook_sse_notify_init(cycle, zone,
+                                           ngx_http_webhook_sse_fanout_deliver,
+                                           ngx_http_webhook_sse_stream_end_all,
+                                           worker)
+               != NGX_OK)
+        {
             ngx_http_webhook_sse_store_free_slot(zone);
         }
     }

@@ -67,77 +67,14 @@ typedef struct {
 } ngx_http_webhook_sse_loc_conf_t;
 
 
-typedef struct ngx_http_webhook_sse_lchannel_s  ngx_http_webhook_sse_lchannel_t;
-typedef struct ngx_http_webhook_sse_event_s  ngx_http_webhook_sse_event_t;
-
-
-/* one formatted SSE event in worker memory, shared by the streams */
-struct ngx_http_webhook_sse_event_s {
-    ngx_http_webhook_sse_event_t  *next;
-    ngx_uint_t                     refs;
-    uint64_t                       seq;
-    ngx_http_webhook_sse_lchannel_t  *channel;
-    size_t                         len;
-    u_char                         data[1];
-};
-
-
-typedef struct ngx_http_webhook_sse_out_s  ngx_http_webhook_sse_out_t;
-
-/* a stream's view of an event (or of a static text) on its way out */
-struct ngx_http_webhook_sse_out_s {
-    ngx_buf_t                      buf;
-    ngx_chain_t                    cl;
-    ngx_http_webhook_sse_event_t  *event;
-    ngx_http_webhook_sse_out_t    *next;
-    /* a chunk size line of a detached stream */
-    u_char                         chunk[NGX_OFF_T_LEN + 2];
-};
-
-
-/* per request: publish and stream; a detached stream outlives its request */
+/* per request (publish, stream, error pages): what logs and variables see */
 typedef struct {
-    ngx_http_request_t          *request;
-    ngx_connection_t            *connection;
-    ngx_http_webhook_sse_loc_conf_t  *conf;
-    ngx_msec_t                   send_timeout;
-    ngx_http_webhook_sse_zone_t *zone;
-
     ngx_str_t                    session;
     u_char                       message_id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
     size_t                       message_id_len;
 
     /* the JSON replacing an error page nginx made itself */
     ngx_str_t                    error;
-
-    /* streams only */
-    ngx_http_webhook_sse_lchannel_t  *channel;
-    ngx_queue_t                  channel_link;
-    ngx_queue_t                  zone_link;
-    ngx_queue_t                  touched_link;
-    uint64_t                     cursor;
-    ngx_event_t                  heartbeat;
-
-    /* appended, not yet handed to the output filters */
-    ngx_http_webhook_sse_out_t  *queued;
-    ngx_http_webhook_sse_out_t **queued_last;
-
-    /* handed to the output filters, not yet sent */
-    ngx_http_webhook_sse_out_t  *busy;
-    ngx_http_webhook_sse_out_t **busy_last;
-    size_t                       pending;
-
-    /* the opening replay, allowed on top of webhook_stream_buffer */
-    size_t                       slack;
-
-    unsigned                     subscribed:1;
-    unsigned                     touched:1;
-    unsigned                     ending:1;
-    unsigned                     failed:1;
-    unsigned                     detach:1;
-    unsigned                     detach_later:1;
-    unsigned                     detached:1;
-    unsigned                     chunked:1;
 } ngx_http_webhook_sse_ctx_t;
 
 
@@ -196,16 +133,18 @@ ngx_uint_t ngx_http_webhook_sse_check_token(ngx_http_request_t *r,
 char *ngx_http_webhook_sse_token_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* cross-worker doorbells (ngx_http_webhook_sse_notify.c) */
+/*
+ * Cross-worker doorbells (ngx_http_webhook_sse_notify.c): a rung doorbell
+ * calls "ring" with "data"; a worker told to shut down calls "close".
+ */
+typedef void (*ngx_http_webhook_sse_notify_pt)(void *data);
+
 ngx_int_t ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_sse_zone_t *zone);
-void ngx_http_webhook_sse_notify_ring(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_notify_pt ring_handler,
+    ngx_http_webhook_sse_notify_pt close_handler, void *data);
+void ngx_http_webhook_sse_notify_wake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid);
 void ngx_http_webhook_sse_notify_exit(ngx_http_webhook_sse_zone_t *zone);
-
-/* delivery to local streams (ngx_http_webhook_sse_stream.c) */
-void ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone);
-void ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone);
 
 
 #endif /* _NGX_HTTP_WEBHOOK_SSE_MODULE_H_INCLUDED_ */

@@ -425,8 +425,6 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->request = r;
-    ctx->zone = zone;
     ctx->session = *session;
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
@@ -467,7 +465,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     }
 
     for (i = 0; i < nwake; i++) {
-        ngx_http_webhook_sse_notify_ring(zone, wake[i]);
+        ngx_http_webhook_sse_notify_wake(zone, wake[i]);
     }
 
     ctx->message_id_len = ngx_http_webhook_sse_format_id(ctx->message_id,

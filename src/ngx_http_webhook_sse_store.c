@@ -1,8 +1,9 @@
 
 /*
  * nginx-webhook-sse: the shared zone: channels, history, expiry, eviction,
- * worker slots and their notice rings.  Callers hold the zone lock for
- * everything but init, lock/unlock and the id helpers.
+ * worker slots and their notices.  Every exported function takes the zone
+ * lock itself and holds it for the tree, the slab and small copies only;
+ * memory is allocated by the callers before, and logs are written after.
  */
 
 
@@ -22,6 +23,21 @@
 
 static void ngx_http_webhook_sse_store_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_webhook_sse_channel_t *ngx_http_webhook_sse_store_find(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_uint_t create);
+static void ngx_http_webhook_sse_store_expire(
+    ngx_http_webhook_sse_zone_t *zone, int64_t now);
+static void ngx_http_webhook_sse_store_free_unused(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
+static ngx_int_t ngx_http_webhook_sse_store_copy_replay(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies);
+static void ngx_http_webhook_sse_store_copy(
+    ngx_http_webhook_sse_copies_t *copies, ngx_http_webhook_sse_msg_t *msg);
+static void ngx_http_webhook_sse_store_forget_channel(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_uint_t s);
 static void *ngx_http_webhook_sse_store_alloc(ngx_http_webhook_sse_zone_t *zone,
     size_t size, ngx_http_webhook_sse_channel_t *keep);
 static ngx_int_t ngx_http_webhook_sse_store_evict(
@@ -33,9 +49,11 @@ static void ngx_http_webhook_sse_store_free_channel(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
 static ngx_uint_t ngx_http_webhook_sse_store_idle(
     ngx_http_webhook_sse_channel_t *channel);
-static ngx_uint_t ngx_http_webhook_sse_store_notify(
-    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+static void ngx_http_webhook_sse_store_notify(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_msg_t *msg,
     ngx_pid_t *wake, ngx_uint_t *nwake);
+static ngx_uint_t ngx_http_webhook_sse_store_unfetched(
+    ngx_http_webhook_sse_msg_t *msg);
 static void ngx_http_webhook_sse_store_clear_slot(
     ngx_http_webhook_sse_zone_t *zone, ngx_uint_t s);
 
@@ -46,6 +64,7 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_webhook_sse_zone_t  *ozone = data;
 
     size_t                         len;
+    uint64_t                       now;
     ngx_http_webhook_sse_zone_t   *zone;
     ngx_http_webhook_sse_shctx_t  *sh;
 
@@ -88,7 +107,14 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * The epoch tells ids of this zone from those of an earlier one (a
      * full restart), the nonce names this zone's doorbell sockets.
      */
-    sh->epoch = (uint64_t) ngx_http_webhook_sse_now();
+    static uint64_t  last_epoch;
+
+    now = (uint64_t) ngx_http_webhook_sse_now();
+
+    /* zones made in one start share the clock: each gets its own epoch */
+    sh->epoch = ngx_max(now, last_epoch + 1);
+    last_epoch = sh->epoch;
+
     sh->nonce = sh->epoch ^ ((uint64_t) ngx_pid << 40)
                 ^ (uint64_t) ngx_random();
     sh->next_channel_id = NGX_HTTP_WEBHOOK_SSE_BROADCAST + 1;
@@ -162,7 +188,7 @@ ngx_http_webhook_sse_store_unlock(ngx_http_webhook_sse_zone_t *zone)
 }
 
 
-ngx_http_webhook_sse_channel_t *
+static ngx_http_webhook_sse_channel_t *
 ngx_http_webhook_sse_store_find(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_uint_t create)
 {
@@ -321,7 +347,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
         entry = ngx_http_webhook_sse_store_alloc(zone,
                     ngx_http_webhook_sse_keys_size(&idem->key), channel);
         if (entry == NULL) {
-            ngx_http_webhook_sse_store_release(zone, channel);
+            ngx_http_webhook_sse_store_free_unused(zone, channel);
             ngx_http_webhook_sse_store_unlock(zone);
             return NGX_DECLINED;
         }
@@ -333,7 +359,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
             ngx_slab_free_locked(zone->shpool, entry);
         }
 
-        ngx_http_webhook_sse_store_release(zone, channel);
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
         ngx_http_webhook_sse_store_unlock(zone);
         return NGX_DECLINED;
     }
@@ -370,8 +396,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     sh->retained++;
     sh->published++;
 
-    msg->pending = ngx_http_webhook_sse_store_notify(zone, channel, wake,
-                                                     nwake);
+    ngx_http_webhook_sse_store_notify(zone, msg, wake, nwake);
 
     if (entry) {
         ngx_http_webhook_sse_keys_insert(zone, entry, idem, msg->seq, now);
@@ -387,7 +412,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
         q = ngx_queue_head(&channel->messages);
         oldest = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
 
-        if (oldest->pending
+        if (ngx_http_webhook_sse_store_unfetched(oldest)
             && channel->count <= zone->history * 2
                                  + NGX_HTTP_WEBHOOK_SSE_LAG_MAX)
         {
@@ -397,31 +422,32 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
         ngx_http_webhook_sse_store_free_msg(zone, oldest, channel);
     }
 
-    ngx_http_webhook_sse_store_unlock(zone);
-
+    /* copied before the unlock: the message may be gone right after it */
     stored->seq = msg->seq;
     stored->time = now;
+
+    ngx_http_webhook_sse_store_unlock(zone);
 
     return NGX_OK;
 }
 
 
 /*
- * Queue the channel's id on the ring of every worker that has streams on
- * it; a worker whose ring was idle needs its doorbell rung.  Returns the
- * number of workers told.
+ * Marks the message unfetched for every worker with streams on its channel
+ * and notes the channel for each; a worker not yet woken needs its doorbell
+ * rung.
  */
 
-static ngx_uint_t
+static void
 ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
-    ngx_http_webhook_sse_channel_t *channel, ngx_pid_t *wake,
-    ngx_uint_t *nwake)
+    ngx_http_webhook_sse_msg_t *msg, ngx_pid_t *wake, ngx_uint_t *nwake)
 {
-    uint64_t                      bits;
-    ngx_uint_t                    w, s, n;
-    ngx_http_webhook_sse_slot_t  *slot;
+    uint64_t                         bits;
+    ngx_uint_t                       w, s;
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_channel_t  *channel;
 
-    n = 0;
+    channel = msg->channel;
 
     for (w = 0; w < NGX_HTTP_WEBHOOK_SSE_MASK_WORDS; w++) {
 
@@ -436,54 +462,38 @@ ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
                 continue;
             }
 
-            n++;
+            ngx_http_webhook_sse_mask_set(msg->unfetched, s);
 
-            if (slot->nring == NGX_HTTP_WEBHOOK_SSE_RING) {
+            if (slot->nnotices == NGX_HTTP_WEBHOOK_SSE_NOTICES) {
                 slot->overflow = 1;
 
-            } else if (slot->nring == 0
-                       || slot->ring[slot->nring - 1] != channel->id)
+            } else if (slot->nnotices == 0
+                       || slot->notices[slot->nnotices - 1] != channel)
             {
-                slot->ring[slot->nring++] = channel->id;
+                slot->notices[slot->nnotices++] = channel;
             }
 
-            if (!slot->armed) {
-                slot->armed = 1;
+            if (!slot->woken) {
+                slot->woken = 1;
                 wake[(*nwake)++] = slot->pid;
             }
         }
     }
-
-    return n;
 }
 
 
-/*
- * A worker stopped following a channel: it will not fetch the messages
- * after "after" that counted on it.
- */
-
-void
-ngx_http_webhook_sse_store_unpin(ngx_http_webhook_sse_channel_t *channel,
-    uint64_t after)
+static ngx_uint_t
+ngx_http_webhook_sse_store_unfetched(ngx_http_webhook_sse_msg_t *msg)
 {
-    ngx_queue_t                 *q;
-    ngx_http_webhook_sse_msg_t  *msg;
+    ngx_uint_t  w;
 
-    for (q = ngx_queue_last(&channel->messages);
-         q != ngx_queue_sentinel(&channel->messages);
-         q = ngx_queue_prev(q))
-    {
-        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
-
-        if (msg->seq <= after) {
-            break;
-        }
-
-        if (msg->pending) {
-            msg->pending--;
+    for (w = 0; w < NGX_HTTP_WEBHOOK_SSE_MASK_WORDS; w++) {
+        if (msg->unfetched[w]) {
+            return 1;
         }
     }
+
+    return 0;
 }
 
 
@@ -574,7 +584,7 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     {
         msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
 
-        if (msg->pending == 0) {
+        if (!ngx_http_webhook_sse_store_unfetched(msg)) {
             sh->evicted++;
             ngx_http_webhook_sse_store_free_msg(zone, msg, keep);
             return NGX_OK;
@@ -593,7 +603,7 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
 }
 
 
-void
+static void
 ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
     int64_t now)
 {
@@ -632,15 +642,15 @@ ngx_http_webhook_sse_store_free_msg(ngx_http_webhook_sse_zone_t *zone,
     ngx_slab_free_locked(zone->shpool, msg);
 
     if (channel != keep) {
-        ngx_http_webhook_sse_store_release(zone, channel);
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
     }
 }
 
 
 /* frees a session channel once it has neither messages nor streams */
 
-void
-ngx_http_webhook_sse_store_release(ngx_http_webhook_sse_zone_t *zone,
+static void
+ngx_http_webhook_sse_store_free_unused(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_channel_t *channel)
 {
     if (channel->count == 0 && ngx_http_webhook_sse_store_idle(channel)) {
@@ -703,47 +713,84 @@ ngx_http_webhook_sse_store_idle(ngx_http_webhook_sse_channel_t *channel)
 /*
  * Each worker takes a free slot for its streams' bookkeeping.  Slots of
  * processes that died without releasing them (a crash, kill -9) are
- * reclaimed first, so that counts and subscriptions never drift.
+ * reclaimed first, so that counts and subscriptions never drift.  Which
+ * processes are gone is asked of the kernel outside the lock.
  */
 
 ngx_int_t
 ngx_http_webhook_sse_store_claim_slot(ngx_http_webhook_sse_zone_t *zone)
 {
-    ngx_uint_t                     s;
-    ngx_pid_t                      pid;
+    ngx_int_t                      s, free;
+    ngx_uint_t                     streams[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+    ngx_pid_t                      pids[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+    ngx_uint_t                     gone[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_http_webhook_sse_slot_t   *slot;
     ngx_http_webhook_sse_shctx_t  *sh;
 
     sh = zone->sh;
     zone->slot = -1;
 
+    slot = NULL;
+
     ngx_http_webhook_sse_store_lock(zone);
 
     for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
-        if (sh->slots[s] == NULL) {
-            continue;
-        }
-
-        pid = sh->slots[s]->pid;
-
-        if (pid == ngx_pid || (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH)) {
-            ngx_log_error(NGX_LOG_NOTICE, zone->log, 0,
-                          "webhook zone \"%V\": reclaiming the slot of "
-                          "exited process %P with %ui streams",
-                          &zone->shm_zone->shm.name, pid,
-                          sh->slots[s]->streams);
-            ngx_http_webhook_sse_store_clear_slot(zone, s);
-        }
+        pids[s] = sh->slots[s] ? sh->slots[s]->pid : 0;
     }
+
+    ngx_http_webhook_sse_store_unlock(zone);
 
     for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
-        if (sh->slots[s] == NULL) {
-            break;
+        gone[s] = pids[s]
+                  && (pids[s] == ngx_pid
+                      || (kill(pids[s], 0) == -1 && ngx_errno == NGX_ESRCH));
+        streams[s] = 0;
+    }
+
+    free = -1;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+
+        /* the same process as looked at: a pid is not reused that fast */
+        if (gone[s] && sh->slots[s] && sh->slots[s]->pid == pids[s]) {
+            streams[s] = sh->slots[s]->streams;
+            ngx_http_webhook_sse_store_clear_slot(zone, s);
+
+        } else {
+            gone[s] = 0;
+        }
+
+        if (free == -1 && sh->slots[s] == NULL) {
+            free = s;
         }
     }
 
-    if (s == NGX_HTTP_WEBHOOK_SSE_SLOTS) {
-        ngx_http_webhook_sse_store_unlock(zone);
+    if (free != -1) {
+        slot = ngx_slab_alloc_locked(zone->shpool,
+                                     sizeof(ngx_http_webhook_sse_slot_t));
+        if (slot) {
+            ngx_memzero(slot, sizeof(ngx_http_webhook_sse_slot_t));
+            slot->pid = ngx_pid;
+            slot->fetched = sh->last_seq;
+            sh->slots[free] = slot;
+            zone->slot = free;
+        }
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+        if (gone[s]) {
+            ngx_log_error(NGX_LOG_NOTICE, zone->log, 0,
+                          "webhook zone \"%V\": reclaimed the slot of "
+                          "exited process %P with %ui streams",
+                          &zone->shm_zone->shm.name, pids[s], streams[s]);
+        }
+    }
+
+    if (free == -1) {
         ngx_log_error(NGX_LOG_CRIT, zone->log, 0,
                       "webhook zone \"%V\": more than %d worker processes, "
                       "this one serves no streams",
@@ -751,22 +798,12 @@ ngx_http_webhook_sse_store_claim_slot(ngx_http_webhook_sse_zone_t *zone)
         return NGX_DECLINED;
     }
 
-    slot = ngx_slab_alloc_locked(zone->shpool,
-                                 sizeof(ngx_http_webhook_sse_slot_t));
     if (slot == NULL) {
-        ngx_http_webhook_sse_store_unlock(zone);
         ngx_log_error(NGX_LOG_CRIT, zone->log, 0,
                       "webhook zone \"%V\" is too small for the worker "
                       "bookkeeping", &zone->shm_zone->shm.name);
         return NGX_ERROR;
     }
-
-    ngx_memzero(slot, sizeof(ngx_http_webhook_sse_slot_t));
-    slot->pid = ngx_pid;
-    sh->slots[s] = slot;
-    zone->slot = s;
-
-    ngx_http_webhook_sse_store_unlock(zone);
 
     return NGX_OK;
 }
@@ -787,17 +824,28 @@ ngx_http_webhook_sse_store_free_slot(ngx_http_webhook_sse_zone_t *zone)
 }
 
 
+/* everything of a slot goes: subscriptions and what it had not fetched */
+
 static void
 ngx_http_webhook_sse_store_clear_slot(ngx_http_webhook_sse_zone_t *zone,
     ngx_uint_t s)
 {
     ngx_queue_t                     *q, *next;
+    ngx_http_webhook_sse_msg_t      *msg;
     ngx_http_webhook_sse_shctx_t    *sh;
     ngx_http_webhook_sse_channel_t  *channel;
 
     sh = zone->sh;
 
     ngx_http_webhook_sse_mask_clear(sh->broadcast.subscribers, s);
+
+    for (q = ngx_queue_head(&sh->messages);
+         q != ngx_queue_sentinel(&sh->messages);
+         q = ngx_queue_next(q))
+    {
+        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+    }
 
     for (q = ngx_queue_head(&sh->lru);
          q != ngx_queue_sentinel(&sh->lru);
@@ -808,12 +856,490 @@ ngx_http_webhook_sse_store_clear_slot(ngx_http_webhook_sse_zone_t *zone,
 
         if (ngx_http_webhook_sse_mask_test(channel->subscribers, s)) {
             ngx_http_webhook_sse_mask_clear(channel->subscribers, s);
-            ngx_http_webhook_sse_store_release(zone, channel);
+            ngx_http_webhook_sse_store_free_unused(zone, channel);
         }
     }
 
     ngx_slab_free_locked(zone->shpool, sh->slots[s]);
     sh->slots[s] = NULL;
+}
+
+
+/*
+ * A new stream of this worker: joins the session's channel and the
+ * broadcast one and copies out its first replay part.  NGX_AGAIN: the
+ * copies' buffer is too small (copies->needed), nothing changed.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_subscribe(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies,
+    ngx_http_webhook_sse_subscribed_t *subscribed)
+{
+    ngx_int_t                        rc;
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    slot = sh->slots[zone->slot];
+
+    if (slot == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    ngx_http_webhook_sse_store_expire(zone, ngx_http_webhook_sse_now());
+
+    channel = ngx_http_webhook_sse_store_find(zone, &replay->session, 1);
+
+    if (channel == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    /* an id from the future is not ours: replay everything */
+    if (replay->after > sh->last_seq) {
+        replay->after = 0;
+    }
+
+    rc = ngx_http_webhook_sse_store_copy_replay(zone, channel, replay, copies);
+
+    if (rc != NGX_OK) {
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
+        ngx_http_webhook_sse_store_unlock(zone);
+        return rc;
+    }
+
+    ngx_http_webhook_sse_mask_set(channel->subscribers, zone->slot);
+    ngx_http_webhook_sse_mask_set(sh->broadcast.subscribers, zone->slot);
+    slot->streams++;
+
+    subscribed->channel = channel->id;
+    subscribed->horizon = sh->last_seq;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/* the next part of a stream's replay */
+
+ngx_int_t
+ngx_http_webhook_sse_store_replay(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    ngx_int_t                        rc;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    /* a channel this worker subscribes to is never freed */
+    channel = ngx_http_webhook_sse_store_find(zone, &replay->session, 0);
+
+    if (channel == NULL) {
+        channel = &zone->sh->broadcast;
+    }
+
+    rc = ngx_http_webhook_sse_store_copy_replay(zone, channel, replay, copies);
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return rc;
+}
+
+
+/*
+ * Copies the retained messages of the channel and of the broadcast channel
+ * merged in publish order: those after replay->after on a resume, else the
+ * newest replay->limit ones; as many whole messages as the buffer holds.
+ * copies->last: the last one copied, or the newest sequence number of the
+ * zone when nothing more remains.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_store_copy_replay(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                           size;
+    ngx_uint_t                       n;
+    ngx_queue_t                     *qa, *qb, *ea, *eb;
+    ngx_http_webhook_sse_msg_t      *msg, *ma, *mb;
+    ngx_http_webhook_sse_channel_t  *broadcast;
+
+    broadcast = &zone->sh->broadcast;
+
+    copies->used = 0;
+    copies->count = 0;
+    copies->needed = 0;
+    copies->unsorted = 0;
+    copies->more = 0;
+    copies->last = zone->sh->last_seq;
+
+    if (!replay->resume && replay->limit == 0) {
+        return NGX_OK;
+    }
+
+    ea = ngx_queue_sentinel(&channel->messages);
+    eb = ngx_queue_sentinel(&broadcast->messages);
+
+    /* from the newest end back to where the replay starts */
+
+    qa = ngx_queue_last(&channel->messages);
+    qb = (channel != broadcast) ? ngx_queue_last(&broadcast->messages) : eb;
+
+    for (n = 0; replay->resume || n < replay->limit; n++) {
+        ma = (qa != ea)
+             ? ngx_queue_data(qa, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+        mb = (qb != eb)
+             ? ngx_queue_data(qb, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+
+        if (ma && (mb == NULL || ma->seq > mb->seq)) {
+            if (ma->seq <= replay->after) {
+                break;
+            }
+
+            qa = ngx_queue_prev(qa);
+
+        } else if (mb && mb->seq > replay->after) {
+            qb = ngx_queue_prev(qb);
+
+        } else {
+            break;
+        }
+    }
+
+    /* then forward in publish order */
+
+    qa = ngx_queue_next(qa);
+    qb = (channel != broadcast) ? ngx_queue_next(qb) : eb;
+
+    for ( ;; ) {
+        ma = (qa != ea)
+             ? ngx_queue_data(qa, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+        mb = (qb != eb)
+             ? ngx_queue_data(qb, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+
+        if (ma && (mb == NULL || ma->seq < mb->seq)) {
+            msg = ma;
+
+        } else if (mb) {
+            msg = mb;
+
+        } else {
+            break;
+        }
+
+        size = ngx_http_webhook_sse_record_size(msg->len);
+
+        if (copies->used + size > copies->size) {
+            if (copies->count == 0) {
+                copies->needed = size;
+                return NGX_AGAIN;
+            }
+
+            copies->more = 1;
+            copies->last = replay->after;
+            break;
+        }
+
+        ngx_http_webhook_sse_store_copy(copies, msg);
+        replay->after = msg->seq;
+
+        if (msg == ma) {
+            qa = ngx_queue_next(qa);
+
+        } else {
+            qb = ngx_queue_next(qb);
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->delivered, copies->count);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_sse_store_copy(ngx_http_webhook_sse_copies_t *copies,
+    ngx_http_webhook_sse_msg_t *msg)
+{
+    ngx_http_webhook_sse_record_t  *rec;
+
+    rec = (ngx_http_webhook_sse_record_t *) (copies->start + copies->used);
+
+    rec->channel = msg->channel->id;
+    rec->seq = msg->seq;
+    rec->len = msg->len;
+    ngx_memcpy(&rec[1], msg->data, msg->len);
+
+    copies->used += ngx_http_webhook_sse_record_size(msg->len);
+    copies->count++;
+}
+
+
+/*
+ * A stream of this worker ended; the worker's last one on its channel (or
+ * at all: the broadcast channel) takes the worker off it, with everything
+ * it had still to fetch there.
+ */
+
+void
+ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker)
+{
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    if (zone->slot < 0) {
+        return;
+    }
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    slot = zone->sh->slots[zone->slot];
+
+    if (slot == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return;
+    }
+
+    slot->streams--;
+
+    if (last_of_channel && session->len) {
+        channel = ngx_http_webhook_sse_store_find(zone, session, 0);
+
+        if (channel) {
+            ngx_http_webhook_sse_store_forget_channel(zone, channel,
+                                                      zone->slot);
+            ngx_http_webhook_sse_store_free_unused(zone, channel);
+        }
+    }
+
+    if (last_of_worker) {
+        ngx_http_webhook_sse_store_forget_channel(zone, &zone->sh->broadcast,
+                                                  zone->slot);
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+}
+
+
+static void
+ngx_http_webhook_sse_store_forget_channel(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel, ngx_uint_t s)
+{
+    ngx_uint_t                    i, n;
+    ngx_queue_t                  *q;
+    ngx_http_webhook_sse_msg_t   *msg;
+    ngx_http_webhook_sse_slot_t  *slot;
+
+    ngx_http_webhook_sse_mask_clear(channel->subscribers, s);
+
+    for (q = ngx_queue_head(&channel->messages);
+         q != ngx_queue_sentinel(&channel->messages);
+         q = ngx_queue_next(q))
+    {
+        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+    }
+
+    /* the notices may name only channels the worker subscribes to */
+
+    slot = zone->sh->slots[s];
+    n = 0;
+
+    for (i = 0; i < slot->nnotices; i++) {
+        if (slot->notices[i] != channel) {
+            slot->notices[n++] = slot->notices[i];
+        }
+    }
+
+    slot->nnotices = n;
+}
+
+
+/*
+ * Hands this worker what was published for it since it last looked: the
+ * messages marked unfetched for its slot on the channels its notices name,
+ * or on every channel when they overflowed.  NGX_AGAIN: the buffer is too
+ * small (copies->needed), nothing was taken.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                           size;
+    ngx_int_t                        s;
+    ngx_uint_t                       i, pass;
+    ngx_queue_t                     *q, *first;
+    ngx_http_webhook_sse_msg_t      *msg;
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    sh = zone->sh;
+    s = zone->slot;
+
+    copies->used = 0;
+    copies->count = 0;
+    copies->needed = 0;
+    copies->unsorted = 0;
+    copies->more = 0;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    slot = sh->slots[s];
+
+    if (slot == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    copies->last = sh->last_seq;
+
+    /* the first pass sizes, the second copies */
+
+    for (pass = 0; pass < 2; pass++) {
+
+        size = 0;
+
+        if (slot->overflow) {
+            first = ngx_queue_sentinel(&sh->messages);
+
+            for (q = ngx_queue_last(&sh->messages);
+                 q != ngx_queue_sentinel(&sh->messages);
+                 q = ngx_queue_prev(q))
+            {
+                msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
+                                     zone_queue);
+
+                if (msg->seq <= slot->fetched) {
+                    break;
+                }
+
+                first = q;
+            }
+
+            for (q = first;
+                 q != ngx_queue_sentinel(&sh->messages);
+                 q = ngx_queue_next(q))
+            {
+                msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
+                                     zone_queue);
+
+                if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
+                    continue;
+                }
+
+                if (pass == 0) {
+                    size += ngx_http_webhook_sse_record_size(msg->len);
+                    continue;
+                }
+
+                ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+                ngx_http_webhook_sse_store_copy(copies, msg);
+            }
+
+        } else {
+
+            for (i = 0; i < slot->nnotices; i++) {
+                channel = slot->notices[i];
+
+                first = ngx_queue_sentinel(&channel->messages);
+
+                for (q = ngx_queue_last(&channel->messages);
+                     q != ngx_queue_sentinel(&channel->messages);
+                     q = ngx_queue_prev(q))
+                {
+                    msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
+                                         channel_queue);
+
+                    if (msg->seq <= slot->fetched) {
+                        break;
+                    }
+
+                    first = q;
+                }
+
+                for (q = first;
+                     q != ngx_queue_sentinel(&channel->messages);
+                     q = ngx_queue_next(q))
+                {
+                    msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
+                                         channel_queue);
+
+                    if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
+                        continue;
+                    }
+
+                    if (pass == 0) {
+                        size += ngx_http_webhook_sse_record_size(msg->len);
+                        continue;
+                    }
+
+                    ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+                    ngx_http_webhook_sse_store_copy(copies, msg);
+                }
+            }
+
+            copies->unsorted = (slot->nnotices > 1);
+        }
+
+        if (pass == 0 && size > copies->size) {
+            ngx_http_webhook_sse_store_unlock(zone);
+            copies->needed = size;
+            return NGX_AGAIN;
+        }
+    }
+
+    slot->nnotices = 0;
+    slot->overflow = 0;
+    slot->woken = 0;
+    slot->fetched = sh->last_seq;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A doorbell that could not be rung: the worker is woken by the next
+ * publish again (and looks at its notices on its own meanwhile).
+ */
+
+void
+ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
+    ngx_pid_t pid)
+{
+    ngx_uint_t                     s;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+        if (sh->slots[s] && sh->slots[s]->pid == pid) {
+            sh->slots[s]->woken = 0;
+        }
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
 }
 
 

@@ -1,0 +1,401 @@
+
+/*
+ * nginx-webhook-sse: events shared by the streams of a worker, and each
+ * stream's output: what is queued, what the output filters (or, detached,
+ * the connection) still hold, and the bound on it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_sse_stream.h"
+
+
+/* spare output links a worker keeps */
+#define NGX_HTTP_WEBHOOK_SSE_FREE_MAX  4096
+
+
+static void ngx_http_webhook_sse_output_link_free(
+    ngx_http_webhook_sse_worker_t *worker, ngx_http_webhook_sse_out_t *out);
+static ngx_uint_t ngx_http_webhook_sse_output_too_slow(
+    ngx_http_webhook_sse_stream_t *stream);
+
+
+/*
+ * The event of a copied message, with a reference for the caller: one that
+ * is alive in this worker already (another stream's replay, a delivery) is
+ * shared instead of copied again.
+ */
+
+ngx_http_webhook_sse_event_t *
+ngx_http_webhook_sse_event_get(ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_record_t *rec)
+{
+    ngx_rbtree_node_t             *node, *sentinel;
+    ngx_http_webhook_sse_event_t  *ev;
+
+    node = worker->events.root;
+    sentinel = worker->events.sentinel;
+
+    while (node != sentinel) {
+
+        ev = (ngx_http_webhook_sse_event_t *) node;
+
+        if (rec->seq == ev->seq) {
+            ev->refs++;
+            return ev;
+        }
+
+        node = (rec->seq < ev->seq) ? node->left : node->right;
+    }
+
+    ev = ngx_alloc(offsetof(ngx_http_webhook_sse_event_t, data) + rec->len,
+                   worker->log);
+    if (ev == NULL) {
+        return NULL;
+    }
+
+    ev->node.key = (ngx_rbtree_key_t) rec->seq;
+    ev->seq = rec->seq;
+    ev->channel = rec->channel;
+    ev->refs = 1;
+    ev->len = rec->len;
+    ngx_memcpy(ev->data, &rec[1], rec->len);
+
+    ngx_rbtree_insert(&worker->events, &ev->node);
+
+    return ev;
+}
+
+
+void
+ngx_http_webhook_sse_event_unref(ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_event_t *ev)
+{
+    if (--ev->refs) {
+        return;
+    }
+
+    ngx_rbtree_delete(&worker->events, &ev->node);
+    ngx_free(ev);
+}
+
+
+/* queues an event, or static text when ev is NULL, on a stream */
+
+ngx_int_t
+ngx_http_webhook_sse_output_append(ngx_http_webhook_sse_stream_t *stream,
+    ngx_http_webhook_sse_event_t *ev, u_char *data, size_t len)
+{
+    ngx_http_webhook_sse_out_t     *out;
+    ngx_http_webhook_sse_worker_t  *worker;
+
+    worker = stream->worker;
+
+    out = worker->free;
+
+    if (out) {
+        worker->free = out->next;
+        worker->nfree--;
+
+    } else {
+        out = ngx_alloc(sizeof(ngx_http_webhook_sse_out_t), worker->log);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memzero(&out->buf, sizeof(ngx_buf_t));
+
+    if (ev) {
+        data = ev->data;
+        len = ev->len;
+        ev->refs++;
+    }
+
+    out->event = ev;
+    out->next = NULL;
+
+    out->buf.start = data;
+    out->buf.pos = data;
+    out->buf.last = data + len;
+    out->buf.end = data + len;
+    out->buf.memory = 1;
+    out->buf.tag = (ngx_buf_tag_t) &ngx_http_webhook_sse_module;
+
+    *stream->queued_last = out;
+    stream->queued_last = &out->next;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_sse_output_link_free(ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_out_t *out)
+{
+    if (out->event) {
+        ngx_http_webhook_sse_event_unref(worker, out->event);
+    }
+
+    if (worker->nfree == NGX_HTTP_WEBHOOK_SSE_FREE_MAX) {
+        ngx_free(out);
+        return;
+    }
+
+    out->next = worker->free;
+    worker->free = out;
+    worker->nfree++;
+}
+
+
+/*
+ * Hands the queued buffers to the output filters in one call, the last
+ * one flushed; a stream whose unsent output passes webhook_stream_buffer
+ * is too slow to keep.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_output_flush(ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_int_t                    rc;
+    ngx_event_t                 *wev;
+    ngx_http_request_t          *r;
+    ngx_http_webhook_sse_out_t  *out;
+
+    if (stream->queued == NULL) {
+        return NGX_OK;
+    }
+
+    if (stream->detached) {
+        return ngx_http_webhook_sse_output_flush_detached(stream,
+                                                          stream->chunked);
+    }
+
+    r = stream->request;
+    wev = r->connection->write;
+
+    for (out = stream->queued; out; out = out->next) {
+        out->cl.buf = &out->buf;
+        out->cl.next = out->next ? &out->next->cl : NULL;
+        stream->unsent += out->buf.last - out->buf.pos;
+
+        if (out->next == NULL) {
+            out->buf.flush = 1;
+        }
+    }
+
+    out = stream->queued;
+
+    *stream->busy_last = stream->queued;
+    stream->busy_last = stream->queued_last;
+
+    stream->queued = NULL;
+    stream->queued_last = &stream->queued;
+
+    rc = ngx_http_output_filter(r, &out->cl);
+
+    ngx_http_webhook_sse_output_sent(stream);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_webhook_sse_output_too_slow(stream)) {
+        return NGX_ERROR;
+    }
+
+    if (stream->busy) {
+        /* a limit_rate delay keeps its own timer */
+        if (!wev->timer_set && !wev->delayed) {
+            ngx_add_timer(wev, stream->send_timeout);
+        }
+
+        /* the write event is armed only when there is something to send */
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* chunked: the queued buffers go out as one chunk of the response */
+
+ngx_int_t
+ngx_http_webhook_sse_output_flush_detached(
+    ngx_http_webhook_sse_stream_t *stream, ngx_uint_t chunked)
+{
+    size_t                        len;
+    ngx_http_webhook_sse_out_t   *out, *head, **tail;
+
+    static u_char  crlf[] = CRLF;
+
+    if (chunked) {
+        len = 0;
+
+        for (out = stream->queued; out; out = out->next) {
+            len += out->buf.last - out->buf.pos;
+        }
+
+        /* one chunk for the whole batch */
+
+        if (ngx_http_webhook_sse_output_append(stream, NULL, crlf, 2)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        head = stream->queued;
+        tail = stream->queued_last;
+
+        stream->queued = NULL;
+        stream->queued_last = &stream->queued;
+
+        if (ngx_http_webhook_sse_output_append(stream, NULL, NULL, 0)
+            != NGX_OK)
+        {
+            stream->queued = head;
+            stream->queued_last = tail;
+            return NGX_ERROR;
+        }
+
+        out = stream->queued;
+        out->buf.start = out->chunk;
+        out->buf.pos = out->chunk;
+        out->buf.last = ngx_sprintf(out->chunk, "%xz" CRLF, len);
+        out->buf.end = out->buf.last;
+        out->next = head;
+        stream->queued_last = tail;
+    }
+
+    for (out = stream->queued; out; out = out->next) {
+        stream->unsent += out->buf.last - out->buf.pos;
+    }
+
+    *stream->busy_last = stream->queued;
+    stream->busy_last = stream->queued_last;
+
+    stream->queued = NULL;
+    stream->queued_last = &stream->queued;
+
+    if (ngx_http_webhook_sse_output_send(stream) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_webhook_sse_output_too_slow(stream)) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* writes a detached stream's busy buffers straight to the connection */
+
+ngx_int_t
+ngx_http_webhook_sse_output_send(ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_chain_t                 *rest;
+    ngx_event_t                 *wev;
+    ngx_connection_t            *c;
+    ngx_http_webhook_sse_out_t  *out;
+
+    c = stream->connection;
+    wev = c->write;
+
+    if (stream->busy == NULL) {
+        return NGX_OK;
+    }
+
+    for (out = stream->busy; out; out = out->next) {
+        out->cl.buf = &out->buf;
+        out->cl.next = out->next ? &out->next->cl : NULL;
+    }
+
+    rest = c->send_chain(c, &stream->busy->cl, 0);
+
+    if (rest == NGX_CHAIN_ERROR) {
+        c->error = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_http_webhook_sse_output_sent(stream);
+
+    if (stream->busy) {
+        ngx_add_timer(wev, stream->send_timeout);
+
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_sse_output_too_slow(ngx_http_webhook_sse_stream_t *stream)
+{
+    if (stream->unsent <= stream->conf->stream_buffer) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, stream->connection->log, 0,
+                  "webhook stream too slow: %uz bytes unsent, closing",
+                  stream->unsent);
+
+    return 1;
+}
+
+
+/* lets go of the buffers that were written */
+
+void
+ngx_http_webhook_sse_output_sent(ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_http_webhook_sse_out_t  *out;
+
+    while (stream->busy && stream->busy->buf.pos == stream->busy->buf.last) {
+        out = stream->busy;
+        stream->busy = out->next;
+        stream->unsent -= out->buf.end - out->buf.start;
+
+        ngx_http_webhook_sse_output_link_free(stream->worker, out);
+    }
+
+    if (stream->busy == NULL) {
+        stream->busy_last = &stream->busy;
+    }
+}
+
+
+/* everything a stream still holds of output, sent or not */
+
+void
+ngx_http_webhook_sse_output_free(ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_http_webhook_sse_out_t  *out;
+
+    while (stream->busy) {
+        out = stream->busy;
+        stream->busy = out->next;
+        ngx_http_webhook_sse_output_link_free(stream->worker, out);
+    }
+
+    while (stream->queued) {
+        out = stream->queued;
+        stream->queued = out->next;
+        ngx_http_webhook_sse_output_link_free(stream->worker, out);
+    }
+
+    stream->busy_last = &stream->busy;
+    stream->queued_last = &stream->queued;
+    stream->unsent = 0;
+}
