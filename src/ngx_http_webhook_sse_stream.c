@@ -382,7 +382,8 @@ ngx_http_webhook_sse_write_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (wev->timer_set) {
+    /* the send timeout goes, a limit_rate delay stays */
+    if (wev->timer_set && !wev->delayed) {
         ngx_del_timer(wev);
     }
 
