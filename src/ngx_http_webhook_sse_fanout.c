@@ -22,7 +22,7 @@
 /* how often a worker with streams looks at its notices on its own */
 #define NGX_HTTP_WEBHOOK_SSE_CHECK       1000
 
-/* a replay part: a quarter of webhook_stream_buffer, at most */
+/* a replay part: what webhook_stream_buffer leaves room for, at least */
 #define NGX_HTTP_WEBHOOK_SSE_PART_MIN    4096
 
 #define NGX_HTTP_WEBHOOK_SSE_SCRATCH     65536
@@ -30,6 +30,8 @@
 
 static ngx_int_t ngx_http_webhook_sse_fanout_copy(
     ngx_http_webhook_sse_worker_t *worker, size_t size);
+static size_t ngx_http_webhook_sse_fanout_part(
+    ngx_http_webhook_sse_stream_t *stream);
 static ngx_int_t ngx_http_webhook_sse_fanout_append(
     ngx_http_webhook_sse_stream_t *stream);
 static ngx_http_webhook_sse_lchannel_t *ngx_http_webhook_sse_fanout_channel(
@@ -172,8 +174,7 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
         }
     }
 
-    part = ngx_max(stream->conf->stream_buffer / 4,
-                   NGX_HTTP_WEBHOOK_SSE_PART_MIN);
+    part = ngx_http_webhook_sse_fanout_part(stream);
 
     if (ngx_http_webhook_sse_fanout_copy(worker, part) != NGX_OK) {
         ngx_free(nlc);
@@ -242,48 +243,106 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
 
 
 /*
- * Queues what the zone copied for a stream's replay; the stream goes on
- * catching up while more remains, and takes live events once it is done.
+ * As much of the replay as webhook_stream_buffer leaves room for next to
+ * what the stream holds already: the bigger the part, the less of a
+ * fast-turning zone can leave it between two parts.
+ */
+
+static size_t
+ngx_http_webhook_sse_fanout_part(ngx_http_webhook_sse_stream_t *stream)
+{
+    size_t                       used;
+    ngx_http_webhook_sse_out_t  *out;
+
+    used = stream->unsent + stream->held_bytes;
+
+    for (out = stream->queued; out; out = out->next) {
+        used += out->buf.last - out->buf.pos;
+    }
+
+    if (used + NGX_HTTP_WEBHOOK_SSE_PART_MIN >= stream->conf->stream_buffer) {
+        return NGX_HTTP_WEBHOOK_SSE_PART_MIN;
+    }
+
+    return stream->conf->stream_buffer - used;
+}
+
+
+/*
+ * Queues what the zone copied for a stream's replay, merged in order with
+ * the live events held for it meanwhile; the stream goes on catching up
+ * while more remains, and takes live events once it is done.
  */
 
 static ngx_int_t
 ngx_http_webhook_sse_fanout_append(ngx_http_webhook_sse_stream_t *stream)
 {
     u_char                         *p;
-    ngx_int_t                       rc;
     ngx_uint_t                      i;
-    ngx_http_webhook_sse_event_t   *ev;
+    ngx_http_webhook_sse_event_t   *ev, *held;
     ngx_http_webhook_sse_record_t  *rec;
     ngx_http_webhook_sse_worker_t  *worker;
 
     worker = stream->worker;
 
-    rc = NGX_OK;
     p = worker->copies.start;
 
     for (i = 0; i < worker->copies.count; i++) {
         rec = (ngx_http_webhook_sse_record_t *) p;
         p += ngx_http_webhook_sse_record_size(rec->len);
 
-        if (rc != NGX_OK) {
-            continue;
+        while ((held = ngx_http_webhook_sse_output_held(stream))
+               && held->seq <= rec->seq)
+        {
+            if (held->seq < rec->seq
+                && ngx_http_webhook_sse_output_append(stream, held, NULL, 0)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            ngx_http_webhook_sse_output_unhold(stream);
         }
 
         ev = ngx_http_webhook_sse_event_get(worker, rec);
         if (ev == NULL) {
-            rc = NGX_ERROR;
-            continue;
+            return NGX_ERROR;
         }
 
-        rc = ngx_http_webhook_sse_output_append(stream, ev, NULL, 0);
+        if (ngx_http_webhook_sse_output_append(stream, ev, NULL, 0)
+            != NGX_OK)
+        {
+            ngx_http_webhook_sse_event_unref(worker, ev);
+            return NGX_ERROR;
+        }
 
         ngx_http_webhook_sse_event_unref(worker, ev);
+
+        stream->cursor = rec->seq;
     }
 
-    stream->cursor = worker->copies.last;
-    stream->catching_up = worker->copies.more;
+    if (worker->copies.more) {
+        stream->catching_up = 1;
+        return NGX_OK;
+    }
 
-    return rc;
+    /* what was held and is no longer in the zone */
+
+    while ((held = ngx_http_webhook_sse_output_held(stream))) {
+        if (ngx_http_webhook_sse_output_append(stream, held, NULL, 0)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        stream->cursor = held->seq;
+        ngx_http_webhook_sse_output_unhold(stream);
+    }
+
+    stream->cursor = ngx_max(stream->cursor, worker->copies.last);
+    stream->catching_up = 0;
+
+    return NGX_OK;
 }
 
 
@@ -302,10 +361,9 @@ ngx_http_webhook_sse_fanout_catch_up(ngx_http_webhook_sse_stream_t *stream)
 
     worker = stream->worker;
 
-    part = ngx_max(stream->conf->stream_buffer / 4,
-                   NGX_HTTP_WEBHOOK_SSE_PART_MIN);
-
     while (stream->catching_up && stream->busy == NULL && !stream->ending) {
+
+        part = ngx_http_webhook_sse_fanout_part(stream);
 
         if (ngx_http_webhook_sse_fanout_copy(worker, part) != NGX_OK) {
             return NGX_ERROR;
@@ -525,8 +583,22 @@ static void
 ngx_http_webhook_sse_fanout_push(ngx_http_webhook_sse_stream_t *stream,
     ngx_http_webhook_sse_event_t *ev)
 {
-    /* a stream catching up reads this one from the zone later */
-    if (stream->catching_up || stream->ending || ev->seq <= stream->cursor) {
+    if (stream->ending || ev->seq <= stream->cursor) {
+        return;
+    }
+
+    /* a stream catching up gets it in order once its replay is there */
+    if (stream->catching_up) {
+        if (ngx_http_webhook_sse_output_hold(stream, ev) != NGX_OK) {
+            stream->failed = 1;
+
+            if (!stream->touched) {
+                stream->touched = 1;
+                ngx_queue_insert_tail(&stream->worker->touched,
+                                      &stream->touched_link);
+            }
+        }
+
         return;
     }
 

@@ -343,15 +343,91 @@ ngx_http_webhook_sse_output_send(ngx_http_webhook_sse_stream_t *stream)
 static ngx_uint_t
 ngx_http_webhook_sse_output_too_slow(ngx_http_webhook_sse_stream_t *stream)
 {
-    if (stream->unsent <= stream->conf->stream_buffer) {
+    if (stream->unsent + stream->held_bytes <= stream->conf->stream_buffer) {
         return 0;
     }
 
     ngx_log_error(NGX_LOG_WARN, stream->connection->log, 0,
                   "webhook stream too slow: %uz bytes unsent, closing",
-                  stream->unsent);
+                  stream->unsent + stream->held_bytes);
 
     return 1;
+}
+
+
+/*
+ * A live event for a stream still reading its replay is held until the
+ * replay reaches it: it may leave the zone before that.  Held and unsent
+ * output together are bounded by webhook_stream_buffer.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_output_hold(ngx_http_webhook_sse_stream_t *stream,
+    ngx_http_webhook_sse_event_t *ev)
+{
+    ngx_http_webhook_sse_out_t   *out, *queued, **queued_last;
+
+    if (ev->seq <= stream->held_seq) {
+        return NGX_OK;
+    }
+
+    /* a link made as for the output, then moved to the held ones */
+
+    queued = stream->queued;
+    queued_last = stream->queued_last;
+
+    stream->queued = NULL;
+    stream->queued_last = &stream->queued;
+
+    if (ngx_http_webhook_sse_output_append(stream, ev, NULL, 0) != NGX_OK) {
+        stream->queued = queued;
+        stream->queued_last = queued_last;
+        return NGX_ERROR;
+    }
+
+    out = stream->queued;
+
+    stream->queued = queued;
+    stream->queued_last = queued_last;
+
+    if (stream->held == NULL) {
+        stream->held_last = &stream->held;
+    }
+
+    *stream->held_last = out;
+    stream->held_last = &out->next;
+    stream->held_bytes += ev->len;
+    stream->held_seq = ev->seq;
+
+    if (ngx_http_webhook_sse_output_too_slow(stream)) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_webhook_sse_event_t *
+ngx_http_webhook_sse_output_held(ngx_http_webhook_sse_stream_t *stream)
+{
+    return stream->held ? stream->held->event : NULL;
+}
+
+
+void
+ngx_http_webhook_sse_output_unhold(ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_http_webhook_sse_out_t  *out;
+
+    out = stream->held;
+    stream->held = out->next;
+    stream->held_bytes -= out->event->len;
+
+    if (stream->held == NULL) {
+        stream->held_last = &stream->held;
+    }
+
+    ngx_http_webhook_sse_output_link_free(stream->worker, out);
 }
 
 
@@ -393,6 +469,10 @@ ngx_http_webhook_sse_output_free(ngx_http_webhook_sse_stream_t *stream)
         out = stream->queued;
         stream->queued = out->next;
         ngx_http_webhook_sse_output_link_free(stream->worker, out);
+    }
+
+    while (stream->held) {
+        ngx_http_webhook_sse_output_unhold(stream);
     }
 
     stream->busy_last = &stream->busy;

@@ -571,8 +571,10 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     /*
      * Of the oldest messages, the first that every worker told about has
      * fetched: a worker that falls behind for a moment (a burst, a long
-     * fan-out) keeps what its streams have still to get.  Only when none
-     * is near does the oldest go, fetched or not.
+     * fan-out) keeps what its streams have still to get.  Only the oldest
+     * of a channel goes, so that a channel's history never has holes: a
+     * client resuming gets what is retained without a gap in it.  Only
+     * when none is near does the oldest go, fetched or not.
      */
 
     n = 0;
@@ -584,7 +586,9 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     {
         msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
 
-        if (!ngx_http_webhook_sse_store_unfetched(msg)) {
+        if (!ngx_http_webhook_sse_store_unfetched(msg)
+            && ngx_queue_head(&msg->channel->messages) == &msg->channel_queue)
+        {
             sh->evicted++;
             ngx_http_webhook_sse_store_free_msg(zone, msg, keep);
             return NGX_OK;
@@ -1293,6 +1297,12 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
 
                     ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
                     ngx_http_webhook_sse_store_copy(copies, msg);
+                }
+
+                /* a channel read from is recently used */
+                if (pass == 1 && channel != &sh->broadcast) {
+                    ngx_queue_remove(&channel->lru);
+                    ngx_queue_insert_head(&sh->lru, &channel->lru);
                 }
             }
 

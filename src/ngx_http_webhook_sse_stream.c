@@ -95,6 +95,7 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     stream->conf = wlcf;
     stream->send_timeout = clcf->send_timeout;
     stream->queued_last = &stream->queued;
+    stream->held_last = &stream->held;
     stream->busy_last = &stream->busy;
 
     stream->heartbeat.handler = ngx_http_webhook_sse_heartbeat_handler;

@@ -131,6 +131,12 @@ struct ngx_http_webhook_sse_stream_s {
     ngx_http_webhook_sse_out_t       **busy_last;
     size_t                             unsent;
 
+    /* live events that came while the replay was still being read */
+    ngx_http_webhook_sse_out_t        *held;
+    ngx_http_webhook_sse_out_t       **held_last;
+    size_t                             held_bytes;
+    uint64_t                           held_seq;
+
     unsigned                           subscribed:1;
     unsigned                           touched:1;
     /* the replay is still being read from the zone, part by part */
@@ -184,6 +190,12 @@ ngx_int_t ngx_http_webhook_sse_output_flush_detached(
 ngx_int_t ngx_http_webhook_sse_output_send(
     ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_output_sent(ngx_http_webhook_sse_stream_t *stream);
+ngx_int_t ngx_http_webhook_sse_output_hold(
+    ngx_http_webhook_sse_stream_t *stream, ngx_http_webhook_sse_event_t *ev);
+ngx_http_webhook_sse_event_t *ngx_http_webhook_sse_output_held(
+    ngx_http_webhook_sse_stream_t *stream);
+void ngx_http_webhook_sse_output_unhold(
+    ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_output_free(ngx_http_webhook_sse_stream_t *stream);
 
 
