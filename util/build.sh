@@ -71,4 +71,5 @@ make -s -f "$build/Makefile" -C "$src" modules
 so=$build/ngx_http_webhook_sse_module.so
 built=$(LC_ALL=C grep -aoE -m1 \
             'webhook-sse/[0-9A-Za-z.+~-]+ \(built for nginx/[0-9.]+\)' "$so")
-echo "build: $so: $built"
+signature=$(LC_ALL=C grep -aoE -m1 '[0-9]+,[0-9]+,[0-9]+,[01]{20,}' "$so")
+echo "build: $so: $built, module signature $signature"

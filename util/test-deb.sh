@@ -8,12 +8,13 @@
 #     packaged nginx loads;
 #  3. `apt-get install ./<deb>` into this machine's nginx: the files, the
 #     modules-enabled link, `nginx -t` of the stock /etc/nginx/nginx.conf
-#     with a conf.d file using the module;
+#     with the conf.d example of docs/install.md (on a free loopback port,
+#     with a secret file of its own);
 #  4. that installed nginx and module, started by this script (not the
 #     system service: its own -c file including modules-enabled/*.conf and
-#     the conf.d file, so the default site's port 80 plays no part) on a
-#     free loopback port: the version notice, a publish reaching a stream
-#     (curl), webhook_status; then stopped by its pid;
+#     the conf.d file, so the default site's port 80 plays no part): the
+#     version notice, webhook_status, a publish without the secret refused,
+#     one with it reaching a stream (curl); then stopped by its pid;
 #  5. `apt-get purge`: nothing of the package left, `nginx -t` passes.
 #
 # Needs root.  Whatever happens, the exit trap stops that nginx and the
@@ -189,18 +190,22 @@ port=$(perl -MIO::Socket::INET -e \
     'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0",
                                  ReuseAddr => 1)->sockport')
 
-cat > "$confd" <<EOF
-# written by nginx-webhook-sse's util/test-deb.sh, removed when it ends
-webhook_zone zone=debtest:1m;
-
-server {
-    listen 127.0.0.1:$port;
-
-    location = /api/webhook        { webhook_publish debtest; }
-    location = /api/webhook/stream { webhook_stream debtest; }
-    location = /webhook-status     { webhook_status debtest; }
-}
-EOF
+# the conf.d file of docs/install.md, on the free port, with a secret file
+# of the test's own
+secret=test-deb-$$-$RANDOM
+echo "$secret" > "$work/secret"
+chmod 600 "$work/secret"
+perl -0ne 'print $1 if m{```nginx\n(# /etc/nginx/conf\.d/webhook\.conf\n.*?)```}s' \
+    "$repo/docs/install.md" > "$work/webhook.conf"
+grep -q "listen 127.0.0.1:8080;" "$work/webhook.conf" \
+    && grep -q "file=/etc/nginx/webhook-secret;" "$work/webhook.conf" \
+    || fail "docs/install.md: the conf.d example (port 8080, secret file)"
+{
+    echo "# written by nginx-webhook-sse's util/test-deb.sh, removed at its end"
+    sed -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$port;|" \
+        -e "s|file=/etc/nginx/webhook-secret;|file=$work/secret;|" \
+        "$work/webhook.conf"
+} > "$confd"
 
 /usr/sbin/nginx -t > "$work/nginx-t.log" 2>&1 \
     || { cat "$work/nginx-t.log" >&2;
@@ -266,7 +271,14 @@ wait_for 15 grep -qF '"type":"connected","sessionId":"deb"' \
         "$work/stream.out" \
     && ok "stream: connected" || fail "stream: connected"
 
+denied=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST \
+              -H 'Content-Type: application/json' -d '{"message":"x"}' \
+              "$base/api/webhook")
+[ "$denied" = 401 ] && ok "publish without the secret: 401" \
+    || fail "publish without the secret: 401 (got $denied)"
+
 answer=$(curl -s --max-time 10 -X POST -H 'Content-Type: application/json' \
+              -H "X-Webhook-Secret: $secret" \
               -d '{"message":"hello from the package","sessionId":"deb"}' \
               "$base/api/webhook")
 id=$(sed -n 's/.*"success":true,"messageId":"\([0-9-]*\)".*/\1/p' \
