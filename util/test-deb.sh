@@ -120,14 +120,14 @@ dpkg-deb -x "$deb" "$work/deb"
 for lib in $(readelf -d "$work/deb/usr/lib/nginx/modules/$so" \
                  | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
 do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !p { p = $NF } END { print p }')
     real=$(readlink -f "$path")
     owner=
     # dpkg knows a file by the path its package ships (/lib or /usr/lib)
     for p in "$path" "$real" "${path#/usr}" "${real#/usr}" \
              "/usr${path#/usr}" "/usr${real#/usr}"
     do
-        owner=$(dpkg -S "$p" 2> /dev/null | head -1 | cut -d: -f1) || true
+        owner=$(dpkg -S "$p" 2> /dev/null | sed -n '1s/:.*//p') || true
         [ -z "$owner" ] || break
     done
     [ -n "$owner" ] || fail "$lib: no package owns it"
@@ -170,11 +170,12 @@ ok "apt-get install ./$(basename "$deb")"
 [ "$(dpkg-query -W -f='${Version}' "$pkg")" = "$version" ] \
     && ok "dpkg: $pkg $version installed" || fail "dpkg: $pkg $version"
 
+files=$(dpkg -L "$pkg")
 for f in "/usr/lib/nginx/modules/$so" "$available" "$doc/copyright" \
          "$doc/README.md.gz" "$doc/directives.md.gz" \
          "$doc/examples/nginx.conf" "$doc/examples/secure.conf"
 do
-    dpkg -L "$pkg" | grep -qx "$f" && [ -e "$f" ] \
+    grep -qx "$f" <<< "$files" && [ -e "$f" ] \
         || fail "installed: $f"
 done
 ok "installed: the module, its load file, docs, examples, copyright"
@@ -254,7 +255,9 @@ ok "the installed nginx runs with the module (pid $nginx_pid, port $port)"
 
 notice="webhook-sse/$version (built for nginx/"
 # logged before nginx daemonizes, by the master's parent: any pid
-grep -F "$notice" "$work/run/error.log" | grep -q '\[notice\] [0-9]*#[0-9]*: ' \
+perl -ne 'BEGIN { $v = shift } $f = 1
+          if m{\[notice\] \d+#\d+: webhook-sse/\Q$v\E \(built for nginx/[\d.]+\)$};
+          END { exit !$f }' "$version" "$work/run/error.log" \
     && ok "error_log: $notice...)" || fail "error_log: $notice...)"
 
 st=$(curl -sf --max-time 5 "$base/webhook-status")
