@@ -6,7 +6,9 @@
 #  2. util/build.sh against a named nginx source tree (NGINX_SRC, here the
 #     one of nginx-dev configured --with-compat only) gives a .so the
 #     packaged nginx loads;
-#  3. `apt-get install ./<deb>` into this machine's nginx: the files, the
+#  3. `apt-get install ./<deb>` into this machine's nginx: nginx's reload
+#     trigger processed, the system nginx neither started nor stopped, the
+#     files, the
 #     modules-enabled link, `nginx -t` of the stock /etc/nginx/nginx.conf
 #     with the conf.d example of docs/install.md (on a free loopback port,
 #     with a secret file of its own);
@@ -15,7 +17,8 @@
 #     the conf.d file, so the default site's port 80 plays no part): the
 #     version notice, webhook_status, a publish without the secret refused,
 #     one with it reaching a stream (curl); then stopped by its pid;
-#  5. `apt-get purge`: nothing of the package left, `nginx -t` passes.
+#  5. `apt-get purge`: the trigger again, the system nginx as it was,
+#     nothing of the package left, `nginx -t` passes.
 #
 # Needs root.  Whatever happens, the exit trap stops that nginx and the
 # curl stream, removes the conf.d file and purges the package.  Logs stay
@@ -162,10 +165,32 @@ then
     echo "# $pkg was installed already: reinstalled, purged at the end"
 fi
 
+# the system service's state (Debian's /run/nginx.pid): the package's
+# scripts reload nginx through nginx's trigger, which does so only when it
+# runs; they never start or stop it
+system_nginx()
+{
+    local pid
+    pid=$(cat /run/nginx.pid 2> /dev/null) || true
+    if [ -n "$pid" ] && kill -0 "$pid" 2> /dev/null; then
+        echo "running (master $pid)"
+    else
+        echo "stopped"
+    fi
+}
+system_before=$(system_nginx)
+
 installed=1
 "${apt[@]}" install "$deb" > "$work/install.log" 2>&1 \
     || { cat "$work/install.log" >&2; fail "apt-get install $deb"; }
 ok "apt-get install ./$(basename "$deb")"
+
+grep -q "^Processing triggers for nginx " "$work/install.log" \
+    && ok "install: nginx's reload trigger processed" \
+    || fail "install: nginx's reload trigger processed"
+[ "$(system_nginx)" = "$system_before" ] \
+    && ok "install: system nginx still $system_before" \
+    || fail "install: system nginx $system_before, now $(system_nginx)"
 
 [ "$(dpkg-query -W -f='${Version}' "$pkg")" = "$version" ] \
     && ok "dpkg: $pkg $version installed" || fail "dpkg: $pkg $version"
@@ -313,6 +338,13 @@ rm -f "$confd"
 "${apt[@]}" purge "$pkg" > "$work/purge.log" 2>&1 \
     || { cat "$work/purge.log" >&2; fail "apt-get purge $pkg"; }
 installed=
+
+grep -q "^Processing triggers for nginx " "$work/purge.log" \
+    && ok "purge: nginx's reload trigger processed" \
+    || fail "purge: nginx's reload trigger processed"
+[ "$(system_nginx)" = "$system_before" ] \
+    && ok "purge: system nginx still $system_before" \
+    || fail "purge: system nginx $system_before, now $(system_nginx)"
 
 ! dpkg -L "$pkg" > /dev/null 2>&1 && ok "purged: dpkg -L $pkg fails" \
     || fail "purged: dpkg -L $pkg fails"
