@@ -8,10 +8,9 @@
 #     packaged nginx loads;
 #  3. `apt-get install ./<deb>` into this machine's nginx: nginx's reload
 #     trigger processed, the system nginx neither started nor stopped, the
-#     files, the
-#     modules-enabled link, `nginx -t` of the stock /etc/nginx/nginx.conf
-#     with the conf.d example of docs/install.md (on a free loopback port,
-#     with a secret file of its own);
+#     files, the modules-enabled link, `nginx -t` of the stock
+#     /etc/nginx/nginx.conf with the conf.d example of docs/install.md (on
+#     a free loopback port, with a secret file of its own);
 #  4. that installed nginx and module, started by this script (not the
 #     system service: its own -c file including modules-enabled/*.conf and
 #     the conf.d file, so the default site's port 80 plays no part): the
