@@ -3,7 +3,8 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test test-asan test-browser bench fuzz clean
+.PHONY: all build deps run test test-asan test-browser test-deb deb bench fuzz \
+	clean
 
 all: build
 
@@ -32,6 +33,19 @@ test-browser: build
 	cd t/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
 	    npm ci --no-audit --no-fund --loglevel=error
 	cd t/browser && node --test --test-concurrency=1 demo.test.js
+
+# the Debian package build/deb/libnginx-mod-http-webhook-sse_<version>_<arch>.deb
+# (debian/, dpkg-buildpackage), checked by lintian
+DEB_PKGS = dpkg-dev debhelper fakeroot lintian binutils
+
+deb:
+	@WEBHOOK_SSE_EXTRA_PKGS="$(DEB_PKGS)" util/deps.sh
+	@util/deb.sh
+
+# builds the package, installs it into this machine's nginx, runs it on a
+# loopback port, purges it (docs/install.md); also an NGINX_SRC build
+test-deb: deb
+	@util/test-deb.sh
 
 # libFuzzer on the JSON code (clang; FUZZ_TIME seconds, default 120)
 fuzz:

@@ -35,6 +35,7 @@ static char *ngx_http_webhook_sse_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle);
 
@@ -176,7 +177,7 @@ ngx_module_t  ngx_http_webhook_sse_module = {
     ngx_http_webhook_sse_commands,         /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_webhook_sse_init_module,      /* init module */
     ngx_http_webhook_sse_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -765,6 +766,22 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Which build runs: once in the master at start and on each reload.  The
+ * text is also what `strings` finds in the .so (docs/install.md).
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
+{
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "webhook-sse/" NGX_HTTP_WEBHOOK_SSE_VERSION
+                  " (built for " NGINX_VER ")");
 
     return NGX_OK;
 }

@@ -78,7 +78,8 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
 
     if (!prometheus) {
         p = ngx_snprintf(body, len,
-                "{\"zone\":\"%V\",\"size\":%uz,\"used\":%uz,\"free\":%uz,"
+                "{\"version\":\"" NGX_HTTP_WEBHOOK_SSE_VERSION "\","
+                "\"zone\":\"%V\",\"size\":%uz,\"used\":%uz,\"free\":%uz,"
                 "\"channels\":%ui,\"retained\":%ui,\"streams\":%ui,"
                 "\"workers\":%ui,\"published\":%ui,\"delivered\":%ui,"
                 "\"evicted\":%ui,\"expired\":%ui,\"idempotencyKeys\":%ui,"
@@ -93,6 +94,9 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
     }
 
     p = ngx_snprintf(body, len,
+            "# TYPE webhook_build_info gauge\n"
+            "webhook_build_info{version=\"" NGX_HTTP_WEBHOOK_SSE_VERSION
+            "\"} 1\n"
             "# TYPE webhook_zone_size_bytes gauge\n"
             "webhook_zone_size_bytes{zone=\"%V\"} %uz\n"
             "# TYPE webhook_zone_free_bytes gauge\n"
