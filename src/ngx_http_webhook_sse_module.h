@@ -162,6 +162,8 @@ ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
 ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
+ngx_int_t ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
+    ngx_str_t *dst);
 
 ngx_int_t ngx_http_webhook_sse_error_filter_init(ngx_conf_t *cf);
 
@@ -185,7 +187,7 @@ ngx_uint_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
 ngx_uint_t ngx_http_webhook_sse_verify(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error);
+    ngx_str_t *delivery, ngx_str_t *header, const char **error);
 char *ngx_http_webhook_sse_verify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

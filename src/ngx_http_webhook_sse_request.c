@@ -206,3 +206,58 @@ ngx_http_webhook_sse_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     return ngx_http_webhook_sse_send_json(r, status, body, p - body);
 }
+
+
+/*
+ * A copy of a client's value fit for error_log: control bytes, bytes past
+ * ASCII, '"' and '\\' become \xHH, as in nginx's access_log escaping.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
+    ngx_str_t *dst)
+{
+    u_char  *p, c;
+    size_t   i, n;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    n = 0;
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        *dst = *src;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, src->len + n * 3);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->data = p;
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+            continue;
+        }
+
+        *p++ = c;
+    }
+
+    dst->len = p - dst->data;
+
+    return NGX_OK;
+}
