@@ -1311,3 +1311,10 @@ ngx_http_webhook_sse_json_escape(unsigned char *dst, const unsigned char *src,
 
     return n;
 }
+
+
+int
+ngx_http_webhook_sse_json_utf8_valid(const unsigned char *s, size_t len)
+{
+    return ngx_http_webhook_sse_json_utf8_length(s, len) == len;
+}

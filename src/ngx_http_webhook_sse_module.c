@@ -34,6 +34,8 @@ static char *ngx_http_webhook_sse_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v);
 static ngx_int_t ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle);
 
@@ -742,6 +744,14 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_sse_module);
 
+    if (ctx == NULL && r != r->main) {
+        ctx = ngx_http_get_module_ctx(r->main, ngx_http_webhook_sse_module);
+    }
+
+    if (ctx == NULL && data == NGX_HTTP_WEBHOOK_SSE_VAR_SESSION) {
+        return ngx_http_webhook_sse_session_variable(r->main, v);
+    }
+
     if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
@@ -761,6 +771,45 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
         v->len = ctx->session.len;
     }
 
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $webhook_session before the handler ran: e.g. in an auth_request
+ * subrequest, the session the main request's location will stream, from
+ * the same webhook_session value and checks, so that an application asked
+ * about it sees exactly that session (not its own parse of the URI).
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         session;
+    const char                       *error;
+    ngx_http_webhook_sse_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
+
+    rc = ngx_http_webhook_sse_session_value(r, wlcf, &session, &error);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED || session.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = session.data;
+    v->len = session.len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -162,6 +162,9 @@ ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
 ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
+ngx_int_t ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    const char **error);
 ngx_int_t ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
 

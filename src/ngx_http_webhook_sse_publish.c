@@ -201,17 +201,14 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
                                                "characters");
     }
 
-    rc = ngx_http_webhook_sse_get_session(r, wlcf, &session);
+    rc = ngx_http_webhook_sse_session_value(r, wlcf, &session, &error);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "the session must be 1 to 256 "
-                                               "bytes without control "
-                                               "characters");
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST, error);
     }
 
     jconf.session_path = wlcf->session_field.len ? wlcf->session_field.data

@@ -12,19 +12,26 @@
 #include "ngx_http_webhook_sse_module.h"
 
 
+static ngx_int_t ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
+    ngx_str_t *session);
+
+
 /*
  * The session a request names through webhook_session; empty when none.
- * NGX_DECLINED: the value is not a valid session id.
+ * NGX_DECLINED: the value is not a valid session id ("error" says why).
  */
 
 ngx_int_t
-ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session)
+ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    const char **error)
 {
-    u_char  *dst, *src;
+    ngx_int_t  rc;
 
     session->len = 0;
     session->data = NULL;
+
+    *error = "the session must be 1 to 256 bytes without control characters";
 
     if (wlcf->session == NULL) {
         return NGX_OK;
@@ -38,20 +45,25 @@ ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (wlcf->session_from_args
-        && ngx_strlchr(session->data, session->data + session->len, '%'))
-    {
-        dst = ngx_pnalloc(r->pool, session->len);
-        if (dst == NULL) {
+    if (wlcf->session_from_args) {
+        rc = ngx_http_webhook_sse_unescape_session(r, session);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        src = session->data;
-        session->data = dst;
+        if (rc == NGX_DECLINED) {
+            *error = "the session has a malformed percent-escape: "
+                     "use %XX with two hex digits";
+            return NGX_DECLINED;
+        }
 
-        ngx_unescape_uri(&dst, &src, session->len, 0);
-
-        session->len = dst - session->data;
+        if (!ngx_http_webhook_sse_json_utf8_valid(session->data,
+                                                  session->len))
+        {
+            *error = "invalid UTF-8 in the session";
+            return NGX_DECLINED;
+        }
     }
 
     if (!ngx_http_webhook_sse_json_session_valid(session->data,
@@ -59,6 +71,79 @@ ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
     {
         return NGX_DECLINED;
     }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session)
+{
+    const char  *error;
+
+    return ngx_http_webhook_sse_session_value(r, wlcf, session, &error);
+}
+
+
+/*
+ * A query argument as a form decodes it: %XX is the byte XX, '+' a space.
+ * ngx_unescape_uri() keeps a malformed escape as it is; a session must not
+ * silently become another one, so that is NGX_DECLINED here.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
+    ngx_str_t *session)
+{
+    u_char     *src, *dst, *last;
+    ngx_int_t   hi, lo;
+
+    if (ngx_strlchr(session->data, session->data + session->len, '%') == NULL
+        && ngx_strlchr(session->data, session->data + session->len, '+')
+           == NULL)
+    {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(r->pool, session->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = session->data;
+    last = src + session->len;
+    session->data = dst;
+
+    while (src < last) {
+
+        if (*src == '+') {
+            *dst++ = ' ';
+            src++;
+            continue;
+        }
+
+        if (*src != '%') {
+            *dst++ = *src++;
+            continue;
+        }
+
+        if (last - src < 3) {
+            return NGX_DECLINED;
+        }
+
+        hi = ngx_hextoi(src + 1, 1);
+        lo = ngx_hextoi(src + 2, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        *dst++ = (u_char) (hi << 4 | lo);
+        src += 3;
+    }
+
+    session->len = dst - session->data;
 
     return NGX_OK;
 }
