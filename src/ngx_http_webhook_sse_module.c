@@ -117,6 +117,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, idempotency),
       NULL },
 
+    { ngx_string("webhook_publish_response"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_response_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_stream_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_webhook_sse_token_conf,
@@ -189,6 +196,7 @@ ngx_module_t  ngx_http_webhook_sse_module = {
 
 #define NGX_HTTP_WEBHOOK_SSE_VAR_MESSAGE_ID  0
 #define NGX_HTTP_WEBHOOK_SSE_VAR_SESSION     1
+#define NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP   2
 
 
 static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
@@ -199,6 +207,10 @@ static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
 
     { ngx_string("webhook_session"), NULL,
       ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_SESSION,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_timestamp"), NULL,
+      ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -292,6 +304,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->token_keys = NGX_CONF_UNSET_PTR;
     conf->idempotency = NGX_CONF_UNSET_MSEC;
+    conf->publish_response = NGX_CONF_UNSET_PTR;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
@@ -354,6 +367,8 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_msec_value(conf->idempotency, prev->idempotency,
                               86400000);
+    ngx_conf_merge_ptr_value(conf->publish_response, prev->publish_response,
+                             NULL);
 
     if (conf->session_field.data == NULL) {
         conf->session_field = prev->session_field;
@@ -765,6 +780,19 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
 
         v->data = ctx->message_id;
         v->len = ctx->message_id_len;
+
+    } else if (data == NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP) {
+        if (ctx->message_id_len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (v->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(v->data, "%L", ctx->message_time) - v->data;
 
     } else {
         v->data = ctx->session.data;

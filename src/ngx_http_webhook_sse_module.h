@@ -50,6 +50,9 @@ typedef struct {
     /* webhook_idempotency: the window, 0 when off */
     ngx_msec_t                   idempotency;
 
+    /* webhook_publish_response: parts of the template, NULL: default */
+    ngx_array_t                 *publish_response;
+
     /* empty string: off */
     ngx_str_t                    session_field;
     ngx_str_t                    message_field;
@@ -106,6 +109,8 @@ typedef struct {
     ngx_str_t                    session;
     u_char                       message_id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
     size_t                       message_id_len;
+    /* the message's time, Unix milliseconds */
+    int64_t                      message_time;
 
     /* the JSON replacing an error page nginx made itself */
     ngx_str_t                    error;
@@ -193,6 +198,12 @@ ngx_uint_t ngx_http_webhook_sse_verify(ngx_http_request_t *r,
     ngx_str_t *delivery, ngx_str_t *header, const char **error);
 char *ngx_http_webhook_sse_verify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* the answer to a publish (ngx_http_webhook_sse_response.c) */
+char *ngx_http_webhook_sse_response_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_webhook_sse_response_render(ngx_http_request_t *r,
+    ngx_array_t *parts, ngx_str_t *body);
 
 /* who may read a stream (ngx_http_webhook_sse_token.c) */
 ngx_uint_t ngx_http_webhook_sse_check_token(ngx_http_request_t *r,

@@ -437,7 +437,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_webhook_sse_idempotency_t *idem, ngx_str_t *header)
 {
     u_char                         *body, *p;
-    ngx_str_t                       logged;
+    ngx_str_t                       logged, answer;
     ngx_int_t                       rc;
     ngx_pid_t                       wake[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_uint_t                      i, nwake;
@@ -516,6 +516,19 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ctx->message_id_len = ngx_http_webhook_sse_format_id(ctx->message_id,
                                                          zone->sh->epoch,
                                                          stored.seq);
+    ctx->message_time = stored.time;
+
+    if (wlcf->publish_response) {
+        if (ngx_http_webhook_sse_response_render(r, wlcf->publish_response,
+                                                 &answer)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, answer.data,
+                                              answer.len);
+    }
 
     body = ngx_pnalloc(r->pool, sizeof("{\"success\":true,\"messageId\":\"\","
                                        "\"timestamp\":}\n")
