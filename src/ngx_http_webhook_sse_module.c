@@ -226,6 +226,8 @@ ngx_http_webhook_sse_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
+    ngx_http_webhook_sse_secrets_reset();
+
     for (v = ngx_http_webhook_sse_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
@@ -272,6 +274,10 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
                                "defines it", &shm_zone[i].shm.name);
             return NGX_ERROR;
         }
+    }
+
+    if (ngx_http_webhook_sse_secrets_check(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_webhook_sse_error_filter_init(cf);

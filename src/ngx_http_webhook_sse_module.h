@@ -180,6 +180,8 @@ char *ngx_http_webhook_sse_conf_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret);
 char *ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret);
+void ngx_http_webhook_sse_secrets_reset(void);
+ngx_int_t ngx_http_webhook_sse_secrets_check(ngx_conf_t *cf);
 ngx_int_t ngx_http_webhook_sse_hmac_sha256(ngx_str_t *key, u_char *data,
     size_t len, u_char *mac);
 ngx_uint_t ngx_http_webhook_sse_mac_equal(u_char *a, u_char *b);
