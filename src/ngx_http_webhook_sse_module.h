@@ -172,6 +172,8 @@ ngx_int_t ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
     const char **error);
 ngx_int_t ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
+ngx_int_t ngx_http_webhook_sse_form_unescape(ngx_pool_t *pool,
+    ngx_str_t *value);
 
 ngx_int_t ngx_http_webhook_sse_error_filter_init(ngx_conf_t *cf);
 

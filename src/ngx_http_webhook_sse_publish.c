@@ -14,6 +14,9 @@
 static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone);
 static ngx_uint_t ngx_http_webhook_sse_is_json(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_webhook_sse_is_form(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_sse_form_payload(ngx_http_request_t *r,
+    ngx_str_t *body);
 static void ngx_http_webhook_sse_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_publish(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_read_body(ngx_http_request_t *r,
@@ -62,7 +65,21 @@ ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
         return ngx_http_webhook_sse_reject(r, status, error);
     }
 
-    if (!ngx_http_webhook_sse_is_json(r)) {
+    if (wlcf->verify == NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB) {
+
+        /* GitHub's other content type: payload=<the JSON, form-encoded> */
+
+        if (!ngx_http_webhook_sse_is_json(r)
+            && !ngx_http_webhook_sse_is_form(r))
+        {
+            return ngx_http_webhook_sse_reject(r,
+                                           NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "Content-Type must be "
+                                           "application/json or "
+                                           "application/x-www-form-urlencoded");
+        }
+
+    } else if (!ngx_http_webhook_sse_is_json(r)) {
         return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                            "Content-Type must be "
                                            "application/json");
@@ -133,6 +150,71 @@ ngx_http_webhook_sse_is_json(ngx_http_request_t *r)
 }
 
 
+static ngx_uint_t
+ngx_http_webhook_sse_is_form(ngx_http_request_t *r)
+{
+    size_t   len;
+    u_char  *p;
+
+    static u_char  form[] = "application/x-www-form-urlencoded";
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.content_type->value.data;
+    len = r->headers_in.content_type->value.len;
+
+    return len >= sizeof(form) - 1
+           && ngx_strncasecmp(p, form, sizeof(form) - 1) == 0
+           && (len == sizeof(form) - 1
+               || p[sizeof(form) - 1] == ';' || p[sizeof(form) - 1] == ' ');
+}
+
+
+/*
+ * The JSON of a form-encoded GitHub delivery: the value of its "payload"
+ * field, decoded.  The signature was checked over the form as sent.
+ * NGX_DECLINED: there is none, or it is not decodable.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_form_payload(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char     *p, *last, *end;
+    ngx_int_t   rc;
+    ngx_str_t   value;
+
+    p = body->data;
+    last = p + body->len;
+
+    while (p < last) {
+
+        end = ngx_strlchr(p, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        if (end - p >= 8 && ngx_strncmp(p, "payload=", 8) == 0) {
+            value.data = p + 8;
+            value.len = end - p - 8;
+
+            rc = ngx_http_webhook_sse_form_unescape(r->pool, &value);
+
+            if (rc == NGX_OK) {
+                *body = value;
+            }
+
+            return rc;
+        }
+
+        p = end + 1;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static void
 ngx_http_webhook_sse_body_handler(ngx_http_request_t *r)
 {
@@ -170,6 +252,23 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     if (body.len == 0) {
         return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                "request body is empty");
+    }
+
+    if (wlcf->verify == NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB
+        && ngx_http_webhook_sse_is_form(r))
+    {
+        rc = ngx_http_webhook_sse_form_payload(r, &body);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                   "a form body needs a "
+                                                   "payload= field, "
+                                                   "percent-encoded");
+        }
     }
 
     ngx_memzero(&idem, sizeof(ngx_http_webhook_sse_idempotency_t));

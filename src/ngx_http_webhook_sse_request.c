@@ -86,19 +86,10 @@ ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
 }
 
 
-/*
- * A query argument as a form decodes it: %XX is the byte XX, '+' a space.
- * ngx_unescape_uri() keeps a malformed escape as it is; a session must not
- * silently become another one, so that is NGX_DECLINED here.
- */
-
 static ngx_int_t
 ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
     ngx_str_t *session)
 {
-    u_char     *src, *dst, *last;
-    ngx_int_t   hi, lo;
-
     if (ngx_strlchr(session->data, session->data + session->len, '%') == NULL
         && ngx_strlchr(session->data, session->data + session->len, '+')
            == NULL)
@@ -106,14 +97,31 @@ ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    dst = ngx_pnalloc(r->pool, session->len);
+    return ngx_http_webhook_sse_form_unescape(r->pool, session);
+}
+
+
+/*
+ * A value of a query string or form body as a form decodes it: %XX is the
+ * byte XX, '+' a space; into a new buffer.  ngx_unescape_uri() keeps a
+ * malformed escape as it is; a value must not silently become another
+ * one, so that is NGX_DECLINED here.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_form_unescape(ngx_pool_t *pool, ngx_str_t *value)
+{
+    u_char     *src, *dst, *last;
+    ngx_int_t   hi, lo;
+
+    dst = ngx_pnalloc(pool, value->len);
     if (dst == NULL) {
         return NGX_ERROR;
     }
 
-    src = session->data;
-    last = src + session->len;
-    session->data = dst;
+    src = value->data;
+    last = src + value->len;
+    value->data = dst;
 
     while (src < last) {
 
@@ -143,7 +151,7 @@ ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
         src += 3;
     }
 
-    session->len = dst - session->data;
+    value->len = dst - value->data;
 
     return NGX_OK;
 }
