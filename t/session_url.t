@@ -52,6 +52,12 @@ for my $bad (['abc%2', 'malformed percent-escape'],
     is($r->{status}, 400, "stream ?sessionId=$q: 400");
     is($r->{headers}{'content-type'}, 'application/json',
        "stream ?sessionId=$q: a JSON error");
+    {
+        local $TODO = 'stream.c must answer with the reason of '
+                      . 'ngx_http_webhook_sse_session_value()';
+        like($r->{json}{error} // '', qr/\Q$why\E/,
+             "stream ?sessionId=$q: the error says $why");
+    }
 
     $r = $t->publish("/to?to=$q", { message => 'x' });
     is($r->{status}, 400, "publish ?to=$q: 400");
