@@ -17,11 +17,16 @@ build: deps
 run: build
 	@util/run.sh
 
+# what only the tests need: promtool (t/status.t checks the metrics)
+TEST_PKGS = prometheus
+
 test: build
+	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	prove -r t
 
 # the module and the t/ suite under AddressSanitizer (build/asan/)
 test-asan: deps
+	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	@util/test-asan.sh
 
 # the demo page (conf/html) in headless Debian Chromium, driven by

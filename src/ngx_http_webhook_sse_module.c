@@ -35,6 +35,8 @@ static char *ngx_http_webhook_sse_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v);
 static ngx_int_t ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle);
@@ -117,6 +119,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, idempotency),
       NULL },
 
+    { ngx_string("webhook_publish_response"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_response_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_stream_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_webhook_sse_token_conf,
@@ -189,6 +198,7 @@ ngx_module_t  ngx_http_webhook_sse_module = {
 
 #define NGX_HTTP_WEBHOOK_SSE_VAR_MESSAGE_ID  0
 #define NGX_HTTP_WEBHOOK_SSE_VAR_SESSION     1
+#define NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP   2
 
 
 static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
@@ -199,6 +209,10 @@ static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
 
     { ngx_string("webhook_session"), NULL,
       ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_SESSION,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_timestamp"), NULL,
+      ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -213,6 +227,8 @@ static ngx_int_t
 ngx_http_webhook_sse_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
+
+    ngx_http_webhook_sse_secrets_reset();
 
     for (v = ngx_http_webhook_sse_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -262,6 +278,10 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
         }
     }
 
+    if (ngx_http_webhook_sse_secrets_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_webhook_sse_error_filter_init(cf);
 }
 
@@ -292,6 +312,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->token_keys = NGX_CONF_UNSET_PTR;
     conf->idempotency = NGX_CONF_UNSET_MSEC;
+    conf->publish_response = NGX_CONF_UNSET_PTR;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
@@ -354,6 +375,8 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_msec_value(conf->idempotency, prev->idempotency,
                               86400000);
+    ngx_conf_merge_ptr_value(conf->publish_response, prev->publish_response,
+                             NULL);
 
     if (conf->session_field.data == NULL) {
         conf->session_field = prev->session_field;
@@ -744,6 +767,14 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_sse_module);
 
+    if (ctx == NULL && r != r->main) {
+        ctx = ngx_http_get_module_ctx(r->main, ngx_http_webhook_sse_module);
+    }
+
+    if (ctx == NULL && data == NGX_HTTP_WEBHOOK_SSE_VAR_SESSION) {
+        return ngx_http_webhook_sse_session_variable(r->main, v);
+    }
+
     if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
@@ -758,11 +789,63 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
         v->data = ctx->message_id;
         v->len = ctx->message_id_len;
 
+    } else if (data == NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP) {
+        if (ctx->message_id_len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (v->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(v->data, "%L", ctx->message_time) - v->data;
+
     } else {
         v->data = ctx->session.data;
         v->len = ctx->session.len;
     }
 
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $webhook_session before the handler ran: e.g. in an auth_request
+ * subrequest, the session the main request's location will stream, from
+ * the same webhook_session value and checks, so that an application asked
+ * about it sees exactly that session (not its own parse of the URI).
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         session;
+    const char                       *error;
+    ngx_http_webhook_sse_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
+
+    rc = ngx_http_webhook_sse_session_value(r, wlcf, &session, &error);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED || session.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = session.data;
+    v->len = session.len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -50,6 +50,9 @@ typedef struct {
     /* webhook_idempotency: the window, 0 when off */
     ngx_msec_t                   idempotency;
 
+    /* webhook_publish_response: parts of the template, NULL: default */
+    ngx_array_t                 *publish_response;
+
     /* empty string: off */
     ngx_str_t                    session_field;
     ngx_str_t                    message_field;
@@ -72,6 +75,8 @@ typedef struct {
     ngx_str_t                    session;
     u_char                       message_id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
     size_t                       message_id_len;
+    /* the message's time, Unix milliseconds */
+    int64_t                      message_time;
 
     /* the JSON replacing an error page nginx made itself */
     ngx_str_t                    error;
@@ -97,8 +102,13 @@ ngx_int_t ngx_http_webhook_sse_add_header(ngx_http_request_t *r, char *key,
     char *value);
 ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
-ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
+ngx_int_t ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    const char **error);
+ngx_int_t ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
+    ngx_str_t *dst);
+ngx_int_t ngx_http_webhook_sse_form_unescape(ngx_pool_t *pool,
+    ngx_str_t *value);
 
 ngx_int_t ngx_http_webhook_sse_error_filter_init(ngx_conf_t *cf);
 
@@ -107,6 +117,8 @@ char *ngx_http_webhook_sse_conf_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret);
 char *ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret);
+void ngx_http_webhook_sse_secrets_reset(void);
+ngx_int_t ngx_http_webhook_sse_secrets_check(ngx_conf_t *cf);
 ngx_int_t ngx_http_webhook_sse_hmac_sha256(ngx_str_t *key, u_char *data,
     size_t len, u_char *mac);
 ngx_uint_t ngx_http_webhook_sse_mac_equal(u_char *a, u_char *b);
@@ -122,9 +134,15 @@ ngx_uint_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
 ngx_uint_t ngx_http_webhook_sse_verify(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error);
+    ngx_str_t *delivery, ngx_str_t *header, const char **error);
 char *ngx_http_webhook_sse_verify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* the answer to a publish (ngx_http_webhook_sse_response.c) */
+char *ngx_http_webhook_sse_response_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_webhook_sse_response_render(ngx_http_request_t *r,
+    ngx_array_t *parts, ngx_str_t *body);
 
 /* who may read a stream (ngx_http_webhook_sse_token.c) */
 ngx_uint_t ngx_http_webhook_sse_check_token(ngx_http_request_t *r,

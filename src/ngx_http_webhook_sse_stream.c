@@ -103,17 +103,14 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     stream->heartbeat.log = r->connection->log;
     stream->heartbeat.cancelable = 1;
 
-    rc = ngx_http_webhook_sse_get_session(r, wlcf, &ctx->session);
+    rc = ngx_http_webhook_sse_session_value(r, wlcf, &ctx->session, &error);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "the session must be 1 to 256 "
-                                               "bytes without control "
-                                               "characters");
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST, error);
     }
 
     status = ngx_http_webhook_sse_check_token(r, wlcf, &ctx->session, &error);
