@@ -35,6 +35,9 @@ static ngx_int_t ngx_http_webhook_sse_store_copy_replay(
     ngx_http_webhook_sse_copies_t *copies);
 static void ngx_http_webhook_sse_store_copy(
     ngx_http_webhook_sse_copies_t *copies, ngx_http_webhook_sse_msg_t *msg);
+static size_t ngx_http_webhook_sse_store_take_new(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_copies_t *copies);
 static void ngx_http_webhook_sse_store_forget_channel(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
     ngx_uint_t s);
@@ -1186,17 +1189,12 @@ ngx_int_t
 ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_copies_t *copies)
 {
-    size_t                           size;
-    ngx_int_t                        s;
-    ngx_uint_t                       i, pass;
-    ngx_queue_t                     *q, *first;
-    ngx_http_webhook_sse_msg_t      *msg;
-    ngx_http_webhook_sse_slot_t     *slot;
-    ngx_http_webhook_sse_shctx_t    *sh;
-    ngx_http_webhook_sse_channel_t  *channel;
+    size_t                         size;
+    ngx_uint_t                     i;
+    ngx_http_webhook_sse_slot_t   *slot;
+    ngx_http_webhook_sse_shctx_t  *sh;
 
     sh = zone->sh;
-    s = zone->slot;
 
     copies->used = 0;
     copies->count = 0;
@@ -1206,7 +1204,7 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_http_webhook_sse_store_lock(zone);
 
-    slot = sh->slots[s];
+    slot = sh->slots[zone->slot];
 
     if (slot == NULL) {
         ngx_http_webhook_sse_store_unlock(zone);
@@ -1215,105 +1213,37 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
 
     copies->last = sh->last_seq;
 
-    /* the first pass sizes, the second copies */
+    /* sized first: nothing is taken unless all of it fits */
 
-    for (pass = 0; pass < 2; pass++) {
+    if (slot->overflow) {
+        size = ngx_http_webhook_sse_store_take_new(zone, NULL, NULL);
 
+    } else {
         size = 0;
 
-        if (slot->overflow) {
-            first = ngx_queue_sentinel(&sh->messages);
+        for (i = 0; i < slot->nnotices; i++) {
+            size += ngx_http_webhook_sse_store_take_new(zone,
+                                                        slot->notices[i],
+                                                        NULL);
+        }
+    }
 
-            for (q = ngx_queue_last(&sh->messages);
-                 q != ngx_queue_sentinel(&sh->messages);
-                 q = ngx_queue_prev(q))
-            {
-                msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                     zone_queue);
+    if (size > copies->size) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        copies->needed = size;
+        return NGX_AGAIN;
+    }
 
-                if (msg->seq <= slot->fetched) {
-                    break;
-                }
+    if (slot->overflow) {
+        (void) ngx_http_webhook_sse_store_take_new(zone, NULL, copies);
 
-                first = q;
-            }
-
-            for (q = first;
-                 q != ngx_queue_sentinel(&sh->messages);
-                 q = ngx_queue_next(q))
-            {
-                msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                     zone_queue);
-
-                if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
-                    continue;
-                }
-
-                if (pass == 0) {
-                    size += ngx_http_webhook_sse_record_size(msg->len);
-                    continue;
-                }
-
-                ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
-                ngx_http_webhook_sse_store_copy(copies, msg);
-            }
-
-        } else {
-
-            for (i = 0; i < slot->nnotices; i++) {
-                channel = slot->notices[i];
-
-                first = ngx_queue_sentinel(&channel->messages);
-
-                for (q = ngx_queue_last(&channel->messages);
-                     q != ngx_queue_sentinel(&channel->messages);
-                     q = ngx_queue_prev(q))
-                {
-                    msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                         channel_queue);
-
-                    if (msg->seq <= slot->fetched) {
-                        break;
-                    }
-
-                    first = q;
-                }
-
-                for (q = first;
-                     q != ngx_queue_sentinel(&channel->messages);
-                     q = ngx_queue_next(q))
-                {
-                    msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                         channel_queue);
-
-                    if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
-                        continue;
-                    }
-
-                    if (pass == 0) {
-                        size += ngx_http_webhook_sse_record_size(msg->len);
-                        continue;
-                    }
-
-                    ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
-                    ngx_http_webhook_sse_store_copy(copies, msg);
-                }
-
-                /* a channel read from is recently used */
-                if (pass == 1 && channel != &sh->broadcast) {
-                    ngx_queue_remove(&channel->lru);
-                    ngx_queue_insert_head(&sh->lru, &channel->lru);
-                }
-            }
-
-            copies->unsorted = (slot->nnotices > 1);
+    } else {
+        for (i = 0; i < slot->nnotices; i++) {
+            (void) ngx_http_webhook_sse_store_take_new(zone, slot->notices[i],
+                                                       copies);
         }
 
-        if (pass == 0 && size > copies->size) {
-            ngx_http_webhook_sse_store_unlock(zone);
-            copies->needed = size;
-            return NGX_AGAIN;
-        }
+        copies->unsorted = (slot->nnotices > 1);
     }
 
     slot->nnotices = 0;
@@ -1324,6 +1254,74 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_store_unlock(zone);
 
     return NGX_OK;
+}
+
+
+/*
+ * The messages of a channel (NULL: of the whole zone) published since the
+ * worker last fetched that are still unfetched for it, in publish order:
+ * copied and marked fetched, or with copies NULL only sized.
+ */
+
+static size_t
+ngx_http_webhook_sse_store_take_new(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                        size;
+    ngx_int_t                     s;
+    ngx_queue_t                  *q, *first, *queue;
+    ngx_http_webhook_sse_msg_t   *msg;
+    ngx_http_webhook_sse_slot_t  *slot;
+
+    s = zone->slot;
+    slot = zone->sh->slots[s];
+    queue = channel ? &channel->messages : &zone->sh->messages;
+
+    size = 0;
+    first = ngx_queue_sentinel(queue);
+
+    for (q = ngx_queue_last(queue);
+         q != ngx_queue_sentinel(queue);
+         q = ngx_queue_prev(q))
+    {
+        msg = channel
+              ? ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue)
+              : ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (msg->seq <= slot->fetched) {
+            break;
+        }
+
+        first = q;
+    }
+
+    for (q = first; q != ngx_queue_sentinel(queue); q = ngx_queue_next(q)) {
+
+        msg = channel
+              ? ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue)
+              : ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
+            continue;
+        }
+
+        if (copies == NULL) {
+            size += ngx_http_webhook_sse_record_size(msg->len);
+            continue;
+        }
+
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+        ngx_http_webhook_sse_store_copy(copies, msg);
+    }
+
+    /* a channel read from is recently used */
+    if (copies && channel && channel != &zone->sh->broadcast) {
+        ngx_queue_remove(&channel->lru);
+        ngx_queue_insert_head(&zone->sh->lru, &channel->lru);
+    }
+
+    return size;
 }
 
 
