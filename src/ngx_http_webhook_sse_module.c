@@ -10,6 +10,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 #define NGX_HTTP_WEBHOOK_SSE_FIELD_MAX  128
@@ -48,6 +49,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
     { ngx_string("webhook_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_webhook_sse_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_webhook_sse_redis_conf,
       0,
       0,
       NULL },
@@ -810,6 +818,10 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         ngx_queue_init(&zone->streams);
         ngx_queue_init(&zone->touched);
 
+        if (zone->redis) {
+            ngx_http_webhook_sse_redis_init_process(cycle, zone);
+        }
+
         /*
          * A worker that cannot take part in streaming still serves
          * publishes: failures are logged, not fatal.
@@ -859,5 +871,9 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 
         ngx_http_webhook_sse_notify_exit(zone);
         ngx_http_webhook_sse_store_free_slot(zone);
+
+        if (zone->redis) {
+            ngx_http_webhook_sse_redis_exit_process(zone);
+        }
     }
 }

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
@@ -284,6 +285,15 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
             ngx_http_webhook_sse_json_free(&res);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+
+    if (((ngx_http_webhook_sse_zone_t *) wlcf->publish->data)->redis) {
+        /* several hosts: Redis stores it, the answer comes later */
+        rc = ngx_http_webhook_sse_redis_publish(r, wlcf->publish->data,
+                                                &session, &extra, &members,
+                                                &idem);
+        ngx_http_webhook_sse_json_free(&res);
+        return rc;
     }
 
     rc = ngx_http_webhook_sse_store(r, wlcf, &session, &extra, &members,

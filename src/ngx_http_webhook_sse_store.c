@@ -896,3 +896,151 @@ ngx_http_webhook_sse_now(void)
 
     return (int64_t) tp->sec * 1000 + tp->msec;
 }
+
+
+/*
+ * Stores a message made elsewhere (another host through Redis, a persisted
+ * file) under its own sequence number, and says which workers to wake like
+ * ngx_http_webhook_sse_store_publish().  "fields" is what follows the
+ * timestamp in the event (the publisher's fields, comma-separated, without
+ * braces).  Sequence numbers only grow: one at or below the zone's last is
+ * a duplicate (NGX_DECLINED); one that expired moves the zone's last
+ * forward and stores nothing.  NGX_ERROR: no room.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake)
+{
+    u_char                          *p, id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
+    size_t                           size, id_len;
+    int64_t                          now;
+    ngx_queue_t                     *q;
+    ngx_http_webhook_sse_msg_t      *msg, *oldest;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    static u_char  head[] = "\ndata: {\"type\":\"webhook_message\","
+                            "\"messageId\":\"";
+
+    size = offsetof(ngx_http_webhook_sse_msg_t, data)
+           + sizeof("id: ") - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+           + sizeof(head) - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+           + sizeof("\",\"timestamp\":") - 1 + NGX_INT64_LEN
+           + 1 + fields->len + sizeof("}\n\n") - 1;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    if (seq <= sh->last_seq) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_webhook_sse_now();
+
+    ngx_http_webhook_sse_store_expire(zone, now);
+
+    if (time + (int64_t) zone->ttl <= now
+        || size > zone->shm_zone->shm.size / 4)
+    {
+        sh->last_seq = seq;
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_OK;
+    }
+
+    channel = ngx_http_webhook_sse_store_find(zone, session, 1);
+    if (channel == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    msg = ngx_http_webhook_sse_store_alloc(zone, size, channel);
+    if (msg == NULL) {
+        ngx_http_webhook_sse_store_release(zone, channel);
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    msg->seq = seq;
+    msg->time = time;
+    msg->channel = channel;
+    sh->last_seq = seq;
+
+    id_len = ngx_http_webhook_sse_format_id(id, sh->epoch, seq);
+
+    p = ngx_cpymem(msg->data, "id: ", sizeof("id: ") - 1);
+    p = ngx_cpymem(p, id, id_len);
+    p = ngx_cpymem(p, head, sizeof(head) - 1);
+    p = ngx_cpymem(p, id, id_len);
+    p = ngx_sprintf(p, "\",\"timestamp\":%L", time);
+
+    if (fields->len) {
+        *p++ = ',';
+        p = ngx_cpymem(p, fields->data, fields->len);
+    }
+
+    p = ngx_cpymem(p, "}\n\n", sizeof("}\n\n") - 1);
+
+    msg->len = p - msg->data;
+
+    ngx_queue_insert_tail(&channel->messages, &msg->channel_queue);
+    ngx_queue_insert_tail(&sh->messages, &msg->zone_queue);
+    channel->count++;
+    sh->retained++;
+    sh->published++;
+
+    msg->pending = ngx_http_webhook_sse_store_notify(zone, channel, wake,
+                                                     nwake);
+
+    while (channel->count > zone->history) {
+        q = ngx_queue_head(&channel->messages);
+        oldest = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
+
+        if (oldest->pending
+            && channel->count <= zone->history * 2
+                                 + NGX_HTTP_WEBHOOK_SSE_LAG_MAX)
+        {
+            break;
+        }
+
+        ngx_http_webhook_sse_store_free_msg(zone, oldest, channel);
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The zone takes the ids of a cluster (or of a persisted file) it did not
+ * make: what it holds under its own epoch means nothing there and goes.
+ */
+
+void
+ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq)
+{
+    ngx_http_webhook_sse_msg_t    *msg;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    if (sh->epoch != epoch) {
+        while (!ngx_queue_empty(&sh->messages)) {
+            msg = ngx_queue_data(ngx_queue_head(&sh->messages),
+                                 ngx_http_webhook_sse_msg_t, zone_queue);
+            ngx_http_webhook_sse_store_free_msg(zone, msg, NULL);
+        }
+
+        sh->epoch = epoch;
+        sh->last_seq = last_seq;
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+}

@@ -131,6 +131,9 @@ typedef struct {
     ngx_uint_t                       nfree;
     ngx_queue_t                      touched;
     ngx_log_t                       *log;
+
+    /* webhook_redis: the zone's Redis link, NULL when local only */
+    void                            *redis;
 } ngx_http_webhook_sse_zone_t;
 
 
@@ -197,6 +200,13 @@ size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
 uint64_t ngx_http_webhook_sse_parse_id(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, size_t len);
 int64_t ngx_http_webhook_sse_now(void);
+
+/* messages that come from elsewhere (Redis, a persisted file) */
+ngx_int_t ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake);
+void ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq);
 
 
 #define ngx_http_webhook_sse_mask_set(m, s)                                   \

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 #define NGX_HTTP_WEBHOOK_SSE_FREE_MAX  4096
@@ -168,6 +169,11 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     }
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return ngx_http_webhook_sse_send_retry(r);
+    }
+
+    /* webhook_redis: the zone has not caught up with the cluster yet */
+    if (!ngx_http_webhook_sse_redis_ready(zone)) {
         return ngx_http_webhook_sse_send_retry(r);
     }
 
