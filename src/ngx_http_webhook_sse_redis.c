@@ -121,6 +121,7 @@ struct ngx_http_webhook_sse_redis_s {
     unsigned                             syncing:1;
     unsigned                             synced:1;
     unsigned                             exiting:1;
+    unsigned                             down:1;
 };
 
 
@@ -930,7 +931,6 @@ ngx_http_webhook_sse_redis_script_loaded(redisAsyncContext *ac, void *r,
 static void
 ngx_http_webhook_sse_redis_conn_ready(ngx_http_webhook_sse_redis_conn_t *conn)
 {
-    ngx_uint_t                     level;
     ngx_http_webhook_sse_redis_t  *link;
 
     link = conn->link;
@@ -945,10 +945,7 @@ ngx_http_webhook_sse_redis_conn_ready(ngx_http_webhook_sse_redis_conn_t *conn)
     if (conn->failing) {
         conn->failing = 0;
 
-        level = (link->subscriber && conn == &link->cmd) ? NGX_LOG_NOTICE
-                                                         : NGX_LOG_INFO;
-
-        ngx_log_error(level, link->log, 0,
+        ngx_log_error(NGX_LOG_INFO, link->log, 0,
                       "webhook redis \"%V\": %s connection to %V is back",
                       &link->zone->shm_zone->shm.name, conn->role,
                       &link->url);
@@ -969,8 +966,10 @@ ngx_http_webhook_sse_redis_conn_ready(ngx_http_webhook_sse_redis_conn_t *conn)
 
 
 /*
- * One error line when a connection goes down (from the worker holding the
- * subscription; other workers say it at info), none for each retry.
+ * For the host, the worker holding the subscription says it: one error
+ * line when the link goes down (or cannot be made at start), one notice
+ * when it is back in sync, nothing for each retry; each connection's own
+ * ups and downs are logged at info.
  */
 
 static void
@@ -1002,8 +1001,12 @@ ngx_http_webhook_sse_redis_fail(ngx_http_webhook_sse_redis_conn_t *conn,
 
     conn->failing = 1;
 
-    level = (link->subscriber && conn == &link->cmd) ? NGX_LOG_ERR
-                                                     : NGX_LOG_INFO;
+    level = NGX_LOG_INFO;
+
+    if (link->subscriber && !link->down) {
+        link->down = 1;
+        level = NGX_LOG_ERR;
+    }
 
     ngx_log_error(level, link->log, 0,
                   "webhook redis \"%V\": %s connection to %V down: "
@@ -1400,6 +1403,16 @@ ngx_http_webhook_sse_redis_update(ngx_http_webhook_sse_redis_t *link)
     }
 
     link->shared->up = (link->cmd.ready && link->sub.ready && link->synced);
+
+    if (link->shared->up && link->down) {
+        link->down = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                      "webhook redis \"%V\": link to %V is back, in sync "
+                      "with the cluster at %uL-%uL",
+                      &link->zone->shm_zone->shm.name, &link->url,
+                      link->sync_epoch, link->zone->sh->last_seq);
+    }
 }
 
 
