@@ -46,6 +46,9 @@
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT    2000
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT_TTL  "7000"
 
+/* how far ahead of this host a stream's Last-Event-ID may be */
+#define NGX_HTTP_WEBHOOK_SSE_REDIS_AHEAD     10000
+
 /* ids a restarted, emptied Redis skips past what a host had seen */
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_SEQ_MARGIN  "100000"
 
@@ -1976,6 +1979,20 @@ ngx_http_webhook_sse_redis_ready(ngx_http_webhook_sse_zone_t *zone)
 
     return link->shared->synced_epoch != 0
            && link->shared->synced_epoch == zone->sh->epoch;
+}
+
+
+/*
+ * A sequence number of the cluster this host has not received yet, by no
+ * more than a host may lag behind (not a made-up one far ahead).
+ */
+
+ngx_uint_t
+ngx_http_webhook_sse_redis_ahead(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, uint64_t last_seq)
+{
+    return zone->redis != NULL && seq > last_seq
+           && seq - last_seq <= NGX_HTTP_WEBHOOK_SSE_REDIS_AHEAD;
 }
 
 

@@ -30,6 +30,8 @@ ngx_int_t ngx_http_webhook_sse_redis_publish(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_str_t *extra,
     ngx_str_t *members, ngx_http_webhook_sse_idempotency_t *idem);
 ngx_uint_t ngx_http_webhook_sse_redis_ready(ngx_http_webhook_sse_zone_t *zone);
+ngx_uint_t ngx_http_webhook_sse_redis_ahead(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, uint64_t last_seq);
 u_char *ngx_http_webhook_sse_redis_status(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, u_char *last);
 

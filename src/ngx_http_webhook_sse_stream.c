@@ -607,7 +607,7 @@ static ngx_int_t
 ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     ngx_http_webhook_sse_ctx_t *ctx, ngx_uint_t resume, uint64_t after)
 {
-    uint64_t                          horizon;
+    uint64_t                          horizon, cursor;
     ngx_int_t                         rc;
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_shctx_t     *sh;
@@ -656,10 +656,20 @@ ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     }
 
     horizon = sh->last_seq;
+    cursor = horizon;
 
-    /* an id from the future is not ours: replay everything */
+    /*
+     * An id from the future is not ours: replay everything.  With
+     * webhook_redis it may be one another host gave out a moment ago:
+     * nothing to replay, live delivery goes on after it.
+     */
     if (after > horizon) {
-        after = 0;
+        if (ngx_http_webhook_sse_redis_ahead(zone, after, horizon)) {
+            cursor = after;
+
+        } else {
+            after = 0;
+        }
     }
 
     rc = ngx_http_webhook_sse_replay(ctx, channel, resume, after,
@@ -715,7 +725,7 @@ ngx_http_webhook_sse_subscribe(ngx_http_request_t *r,
     zone->nstreams++;
 
     ctx->channel = lc;
-    ctx->cursor = horizon;
+    ctx->cursor = cursor;
     ctx->subscribed = 1;
 
     return NGX_OK;

@@ -182,6 +182,27 @@ ok(wait_until(sub {
     or diag explain $cluster;
 is($cluster->{redis}, 'up', 'webhook_status: the link is up');
 
+# ---- an id this host has not received yet --------------------------------
+
+# a client comes from a host that is ahead: B has not yet got what it saw
+ok(wait_seq($B, $after), 'B has caught up');
+my ($epoch, $last) = id_parts($after);
+my $ahead = "$epoch-" . ($last + 3);
+
+my $sf = $B->sse('/stream?sessionId=s1',
+                 headers => { 'Last-Event-ID' => $ahead });
+$sf->wait_events(1, 5);
+
+my @four = map {
+    $A->publish_ok('/pub', { message => "f$_", sessionId => 's1' })
+} 1 .. 4;
+is(seq($four[2]), $last + 3, 'the id the client had is the third');
+
+my @fe = $sf->wait_for_event($four[3], 10);
+is_deeply([ids(@fe)], [$four[3]],
+          'an id ahead of the host: no replay, live after it, no duplicate');
+$sf->close;
+
 # ---- another prefix, another cluster ----------------------------------------
 
 my $E = host('cl2:');
