@@ -134,6 +134,9 @@ typedef struct {
 
     /* webhook_redis: the zone's Redis link, NULL when local only */
     void                            *redis;
+
+    /* webhook_zone ... persist=PATH, empty when not */
+    ngx_str_t                        persist;
 } ngx_http_webhook_sse_zone_t;
 
 
