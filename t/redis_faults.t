@@ -195,6 +195,10 @@ sub delaying_proxy
     my $pid = fork // die "fork: $!";
     return ($lport, $pid) if $pid;
 
+    # the child ends by the default TERM: none of the parent's handlers
+    # and END blocks (which stop servers) run in it
+    $SIG{TERM} = $SIG{INT} = 'DEFAULT';
+
     my $sel = IO::Select->new($l);
     my (%peer, %from_redis, @queue);
 
