@@ -125,6 +125,8 @@ struct ngx_http_webhook_sse_redis_s {
     unsigned                             synced:1;
     unsigned                             exiting:1;
     unsigned                             down:1;
+    /* publishes refused or unanswered: said once, until one succeeds */
+    unsigned                             troubled:1;
 };
 
 
@@ -192,6 +194,8 @@ static ngx_int_t ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
 static void ngx_http_webhook_sse_redis_finish(
     ngx_http_webhook_sse_redis_pub_t *pub, ngx_int_t rc);
 static uint64_t ngx_http_webhook_sse_redis_number(redisReply *reply);
+static ngx_uint_t ngx_http_webhook_sse_redis_level(
+    ngx_http_webhook_sse_redis_t *link, ngx_uint_t level);
 
 
 static ngx_uint_t  ngx_http_webhook_sse_redis_shm_tag;
@@ -1599,6 +1603,23 @@ ngx_http_webhook_sse_redis_publish(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
 
+    /* what the zones of the hosts could not keep is refused, as locally */
+
+    len = offsetof(ngx_http_webhook_sse_msg_t, data)
+          + 2 * NGX_HTTP_WEBHOOK_SSE_ID_LEN + NGX_INT64_LEN + 128
+          + extra->len + members->len;
+
+    if (len > zone->shm_zone->shm.size / 4) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "webhook zone \"%V\" cannot store a message of %uz "
+                      "bytes", &zone->shm_zone->shm.name, members->len);
+
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the webhook zone cannot "
+                                               "store the message");
+    }
+
     if (!link->cmd.ready || link->cmd.ac == NULL) {
         return ngx_http_webhook_sse_send_error(r,
                                                NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -1792,13 +1813,17 @@ static void
 ngx_http_webhook_sse_redis_publish_timeout(ngx_event_t *ev)
 {
     ngx_int_t                          rc;
+    ngx_uint_t                         level;
     ngx_http_request_t                *r;
     ngx_http_webhook_sse_redis_pub_t  *pub;
 
     pub = ev->data;
     r = pub->request;
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+    /* ngx_log_error() evaluates its level twice */
+    level = ngx_http_webhook_sse_redis_level(pub->link, NGX_LOG_WARN);
+
+    ngx_log_error(level, r->connection->log, 0,
                   "webhook redis \"%V\": no reply to a publish in %M ms",
                   &pub->link->zone->shm_zone->shm.name, pub->link->timeout);
 
@@ -1843,6 +1868,7 @@ ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
     uint64_t                       outcome, epoch, seq;
     int64_t                        time;
     ngx_str_t                     *name;
+    ngx_uint_t                     level;
     ngx_http_webhook_sse_ctx_t    *ctx;
 
     name = &pub->link->zone->shm_zone->shm.name;
@@ -1858,7 +1884,10 @@ ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
 
     if (reply->type == REDIS_REPLY_ERROR) {
         if (ngx_strncmp(reply->str, "OOM", 3) == 0) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+            level = ngx_http_webhook_sse_redis_level(pub->link,
+                                                     NGX_LOG_WARN);
+
+            ngx_log_error(level, r->connection->log, 0,
                           "webhook redis \"%V\": Redis is out of memory "
                           "(maxmemory): %s", name, reply->str);
 
@@ -1868,7 +1897,9 @@ ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
                                                 "message was not stored");
         }
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        level = ngx_http_webhook_sse_redis_level(pub->link, NGX_LOG_ERR);
+
+        ngx_log_error(level, r->connection->log, 0,
                       "webhook redis \"%V\": a publish failed: %s", name,
                       reply->str);
 
@@ -1883,6 +1914,14 @@ ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
                       "webhook redis \"%V\": unexpected reply to a publish",
                       name);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (pub->link->troubled) {
+        pub->link->troubled = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "webhook redis \"%V\": publishes are acknowledged "
+                      "again", name);
     }
 
     outcome = ngx_http_webhook_sse_redis_number(reply->element[0]);
@@ -1961,6 +2000,25 @@ ngx_http_webhook_sse_redis_number(redisReply *reply)
     }
 
     return n;
+}
+
+
+/*
+ * The level of a line about a refused or unanswered publish: the first
+ * since publishes last worked is said at "level", the others at info.
+ */
+
+static ngx_uint_t
+ngx_http_webhook_sse_redis_level(ngx_http_webhook_sse_redis_t *link,
+    ngx_uint_t level)
+{
+    if (link->troubled) {
+        return NGX_LOG_INFO;
+    }
+
+    link->troubled = 1;
+
+    return level;
 }
 
 

@@ -905,7 +905,8 @@ ngx_http_webhook_sse_now(void)
  * timestamp in the event (the publisher's fields, comma-separated, without
  * braces).  Sequence numbers only grow: one at or below the zone's last is
  * a duplicate (NGX_DECLINED); one that expired moves the zone's last
- * forward and stores nothing.  NGX_ERROR: no room.
+ * forward and stores nothing.  NGX_ERROR: it cannot be kept (one larger
+ * than a quarter of the zone still moves the zone's last forward).
  */
 
 ngx_int_t
@@ -943,12 +944,16 @@ ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_http_webhook_sse_store_expire(zone, now);
 
-    if (time + (int64_t) zone->ttl <= now
-        || size > zone->shm_zone->shm.size / 4)
-    {
+    if (time + (int64_t) zone->ttl <= now) {
         sh->last_seq = seq;
         ngx_http_webhook_sse_store_unlock(zone);
         return NGX_OK;
+    }
+
+    if (size > zone->shm_zone->shm.size / 4) {
+        sh->last_seq = seq;
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
     }
 
     channel = ngx_http_webhook_sse_store_find(zone, session, 1);

@@ -122,6 +122,12 @@ ok($good->wait_error_log(qr/out of memory \(maxmemory\)/, 5),
 1 while defined $sg->wait_comment(0);
 ok(defined $sg->wait_comment(5), 'Redis out of memory: heartbeats go on');
 
+$good->publish('/pub', { message => 'oom again', sessionId => 'a' })
+    for 1 .. 3;
+my $oom = () = $good->error_log =~ /\[warn\][^\n]*out of memory \(maxmemory\)/g;
+ok($oom >= 1 && $oom <= 2,
+   'Redis out of memory: one warning per worker, not one per publish');
+
 $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
 
 my $id2 = $good->publish_ok('/pub', { message => 'two', sessionId => 'a' });
@@ -129,6 +135,11 @@ my @ev = $sg->wait_for_event($id2, 10);
 is_deeply([map { $_->{json}{message} } @ev], ['one', 'two'],
           'memory back: the stream got what was acknowledged, not the '
           . 'refused one');
+
+# what no zone could keep is refused before Redis, as on one host
+$r = $good->publish('/pub', { message => 'x' x 300000, sessionId => 'a' });
+is($r->{status}, 503, 'a message over a quarter of the zone: 503');
+like($r->{json}{error}, qr/zone cannot store/, 'said so');
 
 # ---- a slow Redis ----------------------------------------------------------
 
@@ -157,6 +168,11 @@ is($r->{status}, 503, 'slow Redis: 503');
 like($r->{json}{error}, qr/did not answer in time/,
      'slow Redis: the error says so');
 cmp_ok($took, '<', 1.2, 'slow Redis: answered within the timeout');
+
+$slow->publish('/pub', { message => 'slow', sessionId => 'a' }) for 1 .. 3;
+my $late = () = $slow->error_log =~ /\[warn\][^\n]*no reply to a publish/g;
+ok($late >= 1 && $late <= 2,
+   'slow Redis: one warning per worker, not one per publish');
 
 unlink $flag;
 
