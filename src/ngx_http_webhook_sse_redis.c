@@ -202,11 +202,13 @@ static ngx_uint_t  ngx_http_webhook_sse_redis_shm_tag;
 
 
 /*
- * The scripts.  "#!lua" makes Redis 7 refuse a writing script as a whole
- * when it is out of memory, instead of failing half way.  When Redis has
- * lost its data (no epoch), the first host to call re-seeds it with the
- * epoch and counter it knew, the counter moved past anything a host may
- * have seen.
+ * The scripts (KEYS: seq, epoch, log, ...).  "#!lua" makes Redis 7 refuse
+ * a writing script as a whole when it is out of memory, instead of failing
+ * half way.  When Redis has lost its data (no epoch), the first host to
+ * call re-seeds it with the epoch it knew; a lost counter (lost data, or
+ * evicted by an allkeys-* maxmemory policy) starts again past the last id
+ * this host or the log knew, by a margin for what other hosts may have
+ * seen.
  */
 
 static char  ngx_http_webhook_sse_redis_seed[] =
@@ -214,11 +216,17 @@ static char  ngx_http_webhook_sse_redis_seed[] =
     "if not e then\n"
     "  e = ARGV[1]\n"
     "  redis.call('SET', KEYS[2], e)\n"
-    "  local h = tonumber(ARGV[2])\n"
-    "  if h > 0 then h = h + " NGX_HTTP_WEBHOOK_SSE_REDIS_SEQ_MARGIN " end\n"
-    "  if tonumber(redis.call('GET', KEYS[1]) or '0') < h then\n"
-    "    redis.call('SET', KEYS[1], string.format('%d', h))\n"
+    "end\n"
+    "if not redis.call('GET', KEYS[1]) then\n"
+    "  local h = 0\n"
+    "  if e == ARGV[1] then h = tonumber(ARGV[2]) end\n"
+    "  local l = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)\n"
+    "  if l[1] then\n"
+    "    local n = tonumber(string.match(l[1][1], '^(%d+)'))\n"
+    "    if n > h then h = n end\n"
     "  end\n"
+    "  if h > 0 then h = h + " NGX_HTTP_WEBHOOK_SSE_REDIS_SEQ_MARGIN " end\n"
+    "  redis.call('SET', KEYS[1], string.format('%d', h))\n"
     "end\n";
 
 static char  ngx_http_webhook_sse_redis_publish_body[] =
@@ -1163,8 +1171,8 @@ static void
 ngx_http_webhook_sse_redis_sync(ngx_http_webhook_sse_redis_t *link)
 {
     u_char                         hint[2][NGX_INT64_LEN];
-    const char                    *argv[7];
-    size_t                         argvlen[7];
+    const char                    *argv[8];
+    size_t                         argvlen[8];
     ngx_http_webhook_sse_shctx_t  *sh;
 
     if (!link->subscribed || !link->cmd.ready || link->syncing
@@ -1177,8 +1185,8 @@ ngx_http_webhook_sse_redis_sync(ngx_http_webhook_sse_redis_t *link)
 
     ngx_http_webhook_sse_store_lock(link->zone);
 
-    argvlen[5] = ngx_sprintf(hint[0], "%uL", sh->epoch) - hint[0];
-    argvlen[6] = ngx_sprintf(hint[1], "%uL", sh->last_seq) - hint[1];
+    argvlen[6] = ngx_sprintf(hint[0], "%uL", sh->epoch) - hint[0];
+    argvlen[7] = ngx_sprintf(hint[1], "%uL", sh->last_seq) - hint[1];
 
     ngx_http_webhook_sse_store_unlock(link->zone);
 
@@ -1186,18 +1194,20 @@ ngx_http_webhook_sse_redis_sync(ngx_http_webhook_sse_redis_t *link)
     argvlen[0] = 7;
     argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_SYNC];
     argvlen[1] = 40;
-    argv[2] = "2";
+    argv[2] = "3";
     argvlen[2] = 1;
     argv[3] = (char *) link->key_seq.data;
     argvlen[3] = link->key_seq.len;
     argv[4] = (char *) link->key_epoch.data;
     argvlen[4] = link->key_epoch.len;
-    argv[5] = (char *) hint[0];
-    argv[6] = (char *) hint[1];
+    argv[5] = (char *) link->key_log.data;
+    argvlen[5] = link->key_log.len;
+    argv[6] = (char *) hint[0];
+    argv[7] = (char *) hint[1];
 
     if (redisAsyncCommandArgv(link->cmd.ac,
                               ngx_http_webhook_sse_redis_sync_reply, NULL,
-                              7, argv, argvlen)
+                              8, argv, argvlen)
         != REDIS_OK)
     {
         return;
@@ -1652,8 +1662,8 @@ ngx_http_webhook_sse_redis_publish(ngx_http_request_t *r,
 
     ngx_http_webhook_sse_redis_arg(0, "EVALSHA", 7);
     ngx_http_webhook_sse_redis_arg(1,
-                                   link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_PUBLISH],
-                                   40);
+                               link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_PUBLISH],
+                               40);
     ngx_http_webhook_sse_redis_arg(2, "4", 1);
     ngx_http_webhook_sse_redis_arg(3, link->key_seq.data, link->key_seq.len);
     ngx_http_webhook_sse_redis_arg(4, link->key_epoch.data,

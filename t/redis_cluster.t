@@ -203,6 +203,27 @@ is_deeply([ids(@fe)], [$four[3]],
           'an id ahead of the host: no replay, live after it, no duplicate');
 $sf->close;
 
+# ---- Redis loses the counter, then everything ---------------------------------
+
+my $sl = $C->sse('/stream?sessionId=lost');
+$sl->wait_events(1, 5);
+
+my $l1 = $A->publish_ok('/pub', { message => 'l1', sessionId => 'lost' });
+$redis->cli('DEL', 'cl1:seq');
+my $l2 = $B->publish_ok('/pub', { message => 'l2', sessionId => 'lost' });
+ok(wait_seq($A, $l2), 'A has caught up');
+$redis->cli('FLUSHALL');
+my $l3 = $A->publish_ok('/pub', { message => 'l3', sessionId => 'lost' });
+
+is_deeply([map { (id_parts($_))[0] } $l1, $l2, $l3], [($epochs[0]) x 3],
+          'counter or data lost: the epoch stays');
+ok(seq($l2) > seq($l1) && seq($l3) > seq($l2),
+   'counter or data lost: ids still grow');
+my @le = $sl->wait_for_event($l3, 10);
+is_deeply([ids(@le)], [$l1, $l2, $l3],
+          'counter or data lost: streams get the new messages');
+$sl->close;
+
 # ---- another prefix, another cluster ----------------------------------------
 
 my $E = host('cl2:');
