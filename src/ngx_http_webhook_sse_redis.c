@@ -35,6 +35,9 @@
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_HOSTS     2
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_SCRIPTS   3
 
+/* live messages held while catching up; past it the log is read again */
+#define NGX_HTTP_WEBHOOK_SSE_REDIS_HELD_MAX  100000
+
 /* log entries read at once while catching up */
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_BATCH     1000
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_BATCH_TEXT  "1000"
@@ -115,6 +118,7 @@ struct ngx_http_webhook_sse_redis_s {
     char                     sha[NGX_HTTP_WEBHOOK_SSE_REDIS_SCRIPTS][41];
     ngx_event_t                          report;
     ngx_queue_t                          held;
+    ngx_uint_t                           nheld;
     uint64_t                             sync_epoch;
     u_char                               host_id[NGX_MAXHOSTNAMELEN
                                                  + NGX_INT64_LEN + 2];
@@ -125,6 +129,8 @@ struct ngx_http_webhook_sse_redis_s {
     unsigned                             synced:1;
     unsigned                             exiting:1;
     unsigned                             down:1;
+    /* a live message could not be held: the log has it */
+    unsigned                             dropped:1;
     /* publishes refused or unanswered: said once, until one succeeds */
     unsigned                             troubled:1;
 };
@@ -177,6 +183,8 @@ static void ngx_http_webhook_sse_redis_read_log(
 static void ngx_http_webhook_sse_redis_log_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_webhook_sse_redis_synced(
+    ngx_http_webhook_sse_redis_t *link);
+static void ngx_http_webhook_sse_redis_drop_held(
     ngx_http_webhook_sse_redis_t *link);
 static void ngx_http_webhook_sse_redis_update(
     ngx_http_webhook_sse_redis_t *link);
@@ -697,10 +705,8 @@ ngx_http_webhook_sse_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_webhook_sse_redis_exit_process(ngx_http_webhook_sse_zone_t *zone)
 {
-    ngx_queue_t                        *q;
-    redisAsyncContext                  *ac;
-    ngx_http_webhook_sse_redis_t       *link;
-    ngx_http_webhook_sse_redis_held_t  *h;
+    redisAsyncContext             *ac;
+    ngx_http_webhook_sse_redis_t  *link;
 
     link = zone->redis;
 
@@ -734,12 +740,7 @@ ngx_http_webhook_sse_redis_exit_process(ngx_http_webhook_sse_zone_t *zone)
         redisAsyncFree(ac);
     }
 
-    while (!ngx_queue_empty(&link->held)) {
-        q = ngx_queue_head(&link->held);
-        ngx_queue_remove(q);
-        h = ngx_queue_data(q, ngx_http_webhook_sse_redis_held_t, queue);
-        ngx_free(h);
-    }
+    ngx_http_webhook_sse_redis_drop_held(link);
 }
 
 
@@ -1149,15 +1150,22 @@ ngx_http_webhook_sse_redis_message(redisAsyncContext *ac, void *r,
 
     /* caught up later, in order, duplicates dropped by the zone */
 
-    h = ngx_alloc(sizeof(ngx_http_webhook_sse_redis_held_t) + payload->len,
-                  link->log);
+    h = NULL;
+
+    if (link->nheld < NGX_HTTP_WEBHOOK_SSE_REDIS_HELD_MAX) {
+        h = ngx_alloc(sizeof(ngx_http_webhook_sse_redis_held_t)
+                      + payload->len, link->log);
+    }
+
     if (h == NULL) {
+        link->dropped = 1;
         return;
     }
 
     h->len = payload->len;
     ngx_memcpy(h->data, payload->str, payload->len);
     ngx_queue_insert_tail(&link->held, &h->queue);
+    link->nheld++;
 }
 
 
@@ -1375,7 +1383,32 @@ ngx_http_webhook_sse_redis_log_reply(redisAsyncContext *ac, void *r,
         return;
     }
 
+    if (link->dropped) {
+        /* what could not be held is in the log by now: once more */
+        link->dropped = 0;
+        ngx_http_webhook_sse_redis_drop_held(link);
+        ngx_http_webhook_sse_redis_read_log(link, link->zone->sh->last_seq + 1);
+        return;
+    }
+
     ngx_http_webhook_sse_redis_synced(link);
+}
+
+
+static void
+ngx_http_webhook_sse_redis_drop_held(ngx_http_webhook_sse_redis_t *link)
+{
+    ngx_queue_t                        *q;
+    ngx_http_webhook_sse_redis_held_t  *h;
+
+    while (!ngx_queue_empty(&link->held)) {
+        q = ngx_queue_head(&link->held);
+        ngx_queue_remove(q);
+        h = ngx_queue_data(q, ngx_http_webhook_sse_redis_held_t, queue);
+        ngx_free(h);
+    }
+
+    link->nheld = 0;
 }
 
 
@@ -1396,6 +1429,7 @@ ngx_http_webhook_sse_redis_synced(ngx_http_webhook_sse_redis_t *link)
         ngx_free(h);
     }
 
+    link->nheld = 0;
     link->syncing = 0;
     link->synced = 1;
 
@@ -2082,4 +2116,32 @@ ngx_http_webhook_sse_redis_status(ngx_http_webhook_sse_zone_t *zone,
                         link->shared->up ? "up" : "down",
                         link->shared->cluster_hosts,
                         link->shared->cluster_streams);
+}
+
+
+u_char *
+ngx_http_webhook_sse_redis_prometheus(ngx_http_webhook_sse_zone_t *zone,
+    u_char *p, u_char *last)
+{
+    ngx_str_t                     *name;
+    ngx_http_webhook_sse_redis_t  *link;
+
+    link = zone->redis;
+
+    if (link == NULL) {
+        return p;
+    }
+
+    name = &zone->shm_zone->shm.name;
+
+    return ngx_slprintf(p, last,
+                        "# TYPE webhook_redis_up gauge\n"
+                        "webhook_redis_up{zone=\"%V\"} %d\n"
+                        "# TYPE webhook_cluster_hosts gauge\n"
+                        "webhook_cluster_hosts{zone=\"%V\"} %uA\n"
+                        "# TYPE webhook_cluster_streams gauge\n"
+                        "webhook_cluster_streams{zone=\"%V\"} %uA\n",
+                        name, link->shared->up ? 1 : 0,
+                        name, link->shared->cluster_hosts,
+                        name, link->shared->cluster_streams);
 }

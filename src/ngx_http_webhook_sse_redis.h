@@ -34,6 +34,8 @@ ngx_uint_t ngx_http_webhook_sse_redis_ahead(ngx_http_webhook_sse_zone_t *zone,
     uint64_t seq, uint64_t last_seq);
 u_char *ngx_http_webhook_sse_redis_status(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, u_char *last);
+u_char *ngx_http_webhook_sse_redis_prometheus(
+    ngx_http_webhook_sse_zone_t *zone, u_char *p, u_char *last);
 
 /* the event loop adapter (ngx_http_webhook_sse_redis_adapter.c) */
 ngx_int_t ngx_http_webhook_sse_redis_attach(struct redisAsyncContext *ac,

@@ -125,6 +125,9 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
             name, f.streams, name, f.published, name, f.delivered, name,
             f.evicted, name, f.expired, name, f.keys, name, f.duplicates);
 
+    /* webhook_redis: the cluster's figures */
+    p = ngx_http_webhook_sse_redis_prometheus(zone, p, body + len);
+
     return ngx_http_webhook_sse_send_response(r, NGX_HTTP_OK, &prometheus_type,
                                               body, p - body);
 }

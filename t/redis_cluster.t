@@ -182,6 +182,12 @@ ok(wait_until(sub {
     or diag explain $cluster;
 is($cluster->{redis}, 'up', 'webhook_status: the link is up');
 
+my $prom = $A->request('GET', '/status?format=prometheus')->{body};
+like($prom, qr/^webhook_cluster_streams\{zone="chat"\} 5$/m,
+     'Prometheus: the cluster\'s streams');
+like($prom, qr/^webhook_redis_up\{zone="chat"\} 1$/m,
+     'Prometheus: the link');
+
 # ---- an id this host has not received yet --------------------------------
 
 # a client comes from a host that is ahead: B has not yet got what it saw
