@@ -201,6 +201,8 @@ static ngx_int_t ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
     ngx_http_webhook_sse_redis_pub_t *pub, redisReply *reply);
 static void ngx_http_webhook_sse_redis_finish(
     ngx_http_webhook_sse_redis_pub_t *pub, ngx_int_t rc);
+static void ngx_http_webhook_sse_redis_reload(
+    ngx_http_webhook_sse_redis_conn_t *conn);
 static uint64_t ngx_http_webhook_sse_redis_number(redisReply *reply);
 static ngx_uint_t ngx_http_webhook_sse_redis_level(
     ngx_http_webhook_sse_redis_t *link, ngx_uint_t level);
@@ -1603,6 +1605,14 @@ ngx_http_webhook_sse_redis_report_reply(redisAsyncContext *ac, void *r,
 
     conn = ac->data;
 
+    if (reply && reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0 && conn->ac == ac)
+    {
+        /* the scripts were flushed (SCRIPT FLUSH): load them again */
+        ngx_http_webhook_sse_redis_reload(conn);
+        return;
+    }
+
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 2)
     {
@@ -1613,6 +1623,29 @@ ngx_http_webhook_sse_redis_report_reply(redisAsyncContext *ac, void *r,
         ngx_http_webhook_sse_redis_number(reply->element[0]);
     conn->link->shared->cluster_hosts =
         ngx_http_webhook_sse_redis_number(reply->element[1]);
+}
+
+
+/* the same scripts, the same digests: the replies are of no interest */
+
+static void
+ngx_http_webhook_sse_redis_reload(ngx_http_webhook_sse_redis_conn_t *conn)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+    ngx_uint_t   i;
+
+    argv[0] = "SCRIPT";
+    argvlen[0] = 6;
+    argv[1] = "LOAD";
+    argvlen[1] = 4;
+
+    for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_REDIS_SCRIPTS; i++) {
+        argv[2] = (char *) ngx_http_webhook_sse_redis_scripts[i].data;
+        argvlen[2] = ngx_http_webhook_sse_redis_scripts[i].len;
+
+        (void) redisAsyncCommandArgv(conn->ac, NULL, NULL, 3, argv, argvlen);
+    }
 }
 
 

@@ -209,6 +209,30 @@ is_deeply([ids(@fe)], [$four[3]],
           'an id ahead of the host: no replay, live after it, no duplicate');
 $sf->close;
 
+# ---- the scripts flushed ---------------------------------------------------
+
+sub cached_scripts
+{
+    my ($n) = ($redis->cli('INFO', 'memory') // '')
+              =~ /number_of_cached_scripts:(\d+)/;
+    return $n // -1;
+}
+
+$redis->cli('SCRIPT', 'FLUSH');
+is(cached_scripts(), 0, 'SCRIPT FLUSH: Redis has no script');
+
+my $sfs = $B->sse('/stream?sessionId=flush');
+$sfs->wait_events(1, 5);
+
+my @flushed = map {
+    $_->publish_ok('/pub', { message => 'after flush', sessionId => 'flush' })
+} $A, $B;
+is_deeply([ids($sfs->wait_events(2, 10))], \@flushed,
+          'SCRIPT FLUSH: publishes on both hosts go on and are delivered');
+ok(wait_until(sub { cached_scripts() >= 3 }, 10),
+   'SCRIPT FLUSH: the hosts load their scripts again');
+$sfs->close;
+
 # ---- Redis loses the counter, then everything ---------------------------------
 
 my $sl = $C->sse('/stream?sessionId=lost');
