@@ -87,6 +87,8 @@ extern ngx_module_t  ngx_http_webhook_sse_module;
 
 
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx);
 ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
 

@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 typedef struct {
@@ -125,11 +126,16 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
                 "\"channels\":%ui,\"retained\":%ui,\"streams\":%ui,"
                 "\"workers\":%ui,\"published\":%ui,\"delivered\":%ui,"
                 "\"evicted\":%ui,\"expired\":%ui,\"idempotencyKeys\":%ui,"
-                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL}\n",
+                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL",
                 name, f.size, f.size - f.free, f.free, f.channels,
                 f.retained, f.streams, f.workers, f.published, f.delivered,
                 f.evicted, f.expired, f.keys, f.duplicates, f.epoch,
                 f.last_seq);
+
+        /* webhook_redis: the cluster's figures */
+        p = ngx_http_webhook_sse_redis_status(zone, p, body + len - 2);
+        *p++ = '}';
+        *p++ = '\n';
 
         return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body,
                                               p - body);
@@ -177,6 +183,9 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
             name, f.workers, name, f.published, name, f.delivered,
             name, f.evicted, name, f.expired, name, f.keys,
             name, f.duplicates, name, f.epoch, name, f.last_seq);
+
+    /* webhook_redis: the cluster's figures */
+    p = ngx_http_webhook_sse_redis_prometheus(zone, p, body + len);
 
     return ngx_http_webhook_sse_send_response(r, NGX_HTTP_OK, &prometheus_type,
                                               body, p - body);

@@ -128,6 +128,12 @@ typedef struct {
     /* this worker's slot, -1 when it has none */
     ngx_int_t                        slot;
     ngx_log_t                       *log;
+
+    /* webhook_redis: the zone's Redis link, NULL when local only */
+    void                            *redis;
+
+    /* webhook_zone ... persist=PATH, empty when not */
+    ngx_str_t                        persist;
 } ngx_http_webhook_sse_zone_t;
 
 
@@ -171,6 +177,8 @@ typedef struct {
     uint64_t                         after;
     /* ... or, without "after", the newest "limit" ones */
     ngx_uint_t                       limit;
+    /* how far past the zone's newest "after" may be and still count */
+    uint64_t                         ahead;
     unsigned                         resume:1;
 } ngx_http_webhook_sse_replay_t;
 
@@ -227,6 +235,10 @@ ngx_uint_t ngx_http_webhook_sse_store_has_news(
 void ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid);
 
+/* zone lock held */
+void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
+    int64_t now);
+
 ngx_int_t ngx_http_webhook_sse_store_claim_slot(
     ngx_http_webhook_sse_zone_t *zone);
 void ngx_http_webhook_sse_store_free_slot(ngx_http_webhook_sse_zone_t *zone);
@@ -249,6 +261,13 @@ size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
 uint64_t ngx_http_webhook_sse_parse_id(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, size_t len);
 int64_t ngx_http_webhook_sse_now(void);
+
+/* messages that come from elsewhere (Redis, a persisted file) */
+ngx_int_t ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake);
+void ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq);
 
 
 #define ngx_http_webhook_sse_mask_set(m, s)                                   \

@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_stream.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 static ngx_int_t ngx_http_webhook_sse_last_event_id(ngx_http_request_t *r,
@@ -122,6 +123,11 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
         return ngx_http_webhook_sse_send_retry(r);
     }
 
+    /* webhook_redis: the zone has not caught up with the cluster yet */
+    if (!ngx_http_webhook_sse_redis_ready(zone)) {
+        return ngx_http_webhook_sse_send_retry(r);
+    }
+
     stream->worker = ngx_http_webhook_sse_fanout_worker(zone);
 
     if (stream->worker == NULL) {
@@ -136,6 +142,12 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     replay.after = replay.resume
                    ? ngx_http_webhook_sse_parse_id(zone, id.data, id.len) : 0;
     replay.limit = wlcf->replay;
+
+    /*
+     * webhook_redis: an id a little ahead of this host's zone is one
+     * another host gave out a moment ago: live delivery goes on after it.
+     */
+    replay.ahead = ngx_http_webhook_sse_redis_ahead(zone);
 
     rc = ngx_http_webhook_sse_connected(stream, &ctx->session);
     if (rc != NGX_OK) {
