@@ -412,6 +412,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
 {
     u_char                         *body, *p;
     ngx_int_t                       rc;
+    ngx_str_t                       id;
     ngx_pid_t                       wake[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_uint_t                      i, nwake;
     ngx_http_webhook_sse_ctx_t     *ctx;
@@ -430,6 +431,13 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ctx->session = *session;
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
+
+    if (ngx_http_webhook_sse_outbox_admit(r) != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the outbound delivery queue "
+                                               "is full");
+    }
 
     rc = ngx_http_webhook_sse_store_publish(zone, session, extra, members,
                                             idem, &stored, wake, &nwake);
@@ -473,6 +481,14 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ctx->message_id_len = ngx_http_webhook_sse_format_id(ctx->message_id,
                                                          zone->sh->epoch,
                                                          stored.seq);
+
+    if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_NEW) {
+        id.data = ctx->message_id;
+        id.len = ctx->message_id_len;
+
+        ngx_http_webhook_sse_outbox_enqueue(r, session, &id, stored.time,
+                                            extra, members);
+    }
 
     body = ngx_pnalloc(r->pool, sizeof("{\"success\":true,\"messageId\":\"\","
                                        "\"timestamp\":}\n")

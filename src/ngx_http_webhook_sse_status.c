@@ -40,7 +40,7 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
     u_char                           *body, *p;
     size_t                            len;
     ngx_int_t                         rc;
-    ngx_str_t                         format, *name;
+    ngx_str_t                         format, *name, outbound;
     ngx_uint_t                        prometheus;
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
@@ -69,7 +69,13 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
 
     ngx_http_webhook_sse_figures(zone, &f);
 
-    len = 2048 + 12 * name->len;
+    if (ngx_http_webhook_sse_outbox_status(r, zone, prometheus, &outbound)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = 2048 + 12 * name->len + outbound.len;
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -82,11 +88,11 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
                 "\"channels\":%ui,\"retained\":%ui,\"streams\":%ui,"
                 "\"workers\":%ui,\"published\":%ui,\"delivered\":%ui,"
                 "\"evicted\":%ui,\"expired\":%ui,\"idempotencyKeys\":%ui,"
-                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL}\n",
+                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL%V}\n",
                 name, f.size, f.size - f.free, f.free, f.channels,
                 f.retained, f.streams, f.workers, f.published, f.delivered,
                 f.evicted, f.expired, f.keys, f.duplicates, f.epoch,
-                f.last_seq);
+                f.last_seq, &outbound);
 
         return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body,
                                               p - body);
@@ -114,10 +120,11 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
             "# TYPE webhook_idempotency_keys gauge\n"
             "webhook_idempotency_keys{zone=\"%V\"} %ui\n"
             "# TYPE webhook_duplicates_total counter\n"
-            "webhook_duplicates_total{zone=\"%V\"} %ui\n",
+            "webhook_duplicates_total{zone=\"%V\"} %ui\n%V",
             name, f.size, name, f.free, name, f.channels, name, f.retained,
             name, f.streams, name, f.published, name, f.delivered, name,
-            f.evicted, name, f.expired, name, f.keys, name, f.duplicates);
+            f.evicted, name, f.expired, name, f.keys, name, f.duplicates,
+            &outbound);
 
     return ngx_http_webhook_sse_send_response(r, NGX_HTTP_OK, &prometheus_type,
                                               body, p - body);

@@ -31,6 +31,7 @@
 
 
 typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
+typedef struct ngx_http_webhook_sse_outbox_s  ngx_http_webhook_sse_outbox_t;
 
 
 typedef struct {
@@ -108,6 +109,9 @@ typedef struct {
     ngx_atomic_t                     delivered;
 
     ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+
+    /* outbound deliveries (ngx_http_webhook_sse_outbox.c) */
+    ngx_http_webhook_sse_outbox_t   *outbox;
 } ngx_http_webhook_sse_shctx_t;
 
 
