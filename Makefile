@@ -3,7 +3,8 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test test-asan test-browser bench fuzz clean
+.PHONY: all build deps receivers run test test-asan test-browser bench fuzz \
+	clean
 
 all: build
 
@@ -16,11 +17,18 @@ build: deps
 run: build
 	@util/run.sh
 
-test: build
+test: build receivers
 	prove -r t
 
+# the receivers of outbound deliveries the tests start: Flask (Debian
+# python3-flask) and Express with standardwebhooks (npm, t/receivers)
+receivers:
+	@pkgs=python3-flask; command -v npm > /dev/null || pkgs="$$pkgs nodejs npm"; \
+	    WEBHOOK_SSE_EXTRA_PKGS="$$pkgs" util/deps.sh
+	cd t/receivers && npm ci --no-audit --no-fund --loglevel=error
+
 # the module and the t/ suite under AddressSanitizer (build/asan/)
-test-asan: deps
+test-asan: deps receivers
 	@util/test-asan.sh
 
 # the demo page (conf/html) in headless Debian Chromium, driven by

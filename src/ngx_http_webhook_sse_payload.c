@@ -23,6 +23,8 @@ static int ngx_http_webhook_sse_payload_gen(yajl_gen g, yajl_val v,
     int depth);
 static int ngx_http_webhook_sse_payload_member(yajl_gen g, yajl_val obj,
     const char *key, const char *fallback);
+static int ngx_http_webhook_sse_payload_value(yajl_gen g, yajl_val obj,
+    const char *key, const char *fallback);
 static int ngx_http_webhook_sse_payload_str(yajl_gen g, const char *s);
 
 
@@ -172,7 +174,9 @@ ngx_http_webhook_sse_payload_conversation(
 
     rc |= ngx_http_webhook_sse_payload_member(g, root, "content_type",
                                               "TEXT");
-    rc |= ngx_http_webhook_sse_payload_member(g, root, "type", "BOT");
+    /* "type" is the event's own ("webhook_message"): message_type is ours */
+    rc |= ngx_http_webhook_sse_payload_str(g, "type");
+    rc |= ngx_http_webhook_sse_payload_value(g, root, "message_type", "BOT");
     rc |= ngx_http_webhook_sse_payload_member(g, root, "channel", "API");
     rc |= ngx_http_webhook_sse_payload_member(g, root, "status",
                                               "RECEIVED");
@@ -230,32 +234,49 @@ static int
 ngx_http_webhook_sse_payload_member(yajl_gen g, yajl_val obj, const char *key,
     const char *fallback)
 {
-    int     rc;
+    size_t  i;
+
+    if (fallback == NULL) {
+        for (i = 0; i < obj->u.object.len; i++) {
+            if (strcmp(obj->u.object.keys[i], key) == 0) {
+                break;
+            }
+        }
+
+        if (i == obj->u.object.len) {
+            return yajl_gen_status_ok;
+        }
+    }
+
+    return ngx_http_webhook_sse_payload_str(g, key)
+           | ngx_http_webhook_sse_payload_value(g, obj, key, fallback);
+}
+
+
+/* the value of member "key", else the fallback (as above) */
+
+static int
+ngx_http_webhook_sse_payload_value(yajl_gen g, yajl_val obj, const char *key,
+    const char *fallback)
+{
     size_t  i;
 
     for (i = 0; i < obj->u.object.len; i++) {
         if (strcmp(obj->u.object.keys[i], key) == 0) {
-            rc = ngx_http_webhook_sse_payload_str(g, key);
-            return rc | ngx_http_webhook_sse_payload_gen(g,
+            return ngx_http_webhook_sse_payload_gen(g,
                                                   obj->u.object.values[i], 0);
         }
     }
 
-    if (fallback == NULL) {
-        return yajl_gen_status_ok;
-    }
-
-    rc = ngx_http_webhook_sse_payload_str(g, key);
-
     if (strcmp(fallback, "{}") == 0) {
-        return rc | yajl_gen_map_open(g) | yajl_gen_map_close(g);
+        return yajl_gen_map_open(g) | yajl_gen_map_close(g);
     }
 
     if (strcmp(fallback, "null") == 0) {
-        return rc | yajl_gen_null(g);
+        return yajl_gen_null(g);
     }
 
-    return rc | ngx_http_webhook_sse_payload_str(g, fallback);
+    return ngx_http_webhook_sse_payload_str(g, fallback);
 }
 
 

@@ -53,7 +53,9 @@ size_t ngx_http_webhook_sse_payload_event(unsigned char *dst,
  * The conversation shape: {"conversation_id":..,"data":{"id":..,
  * "content":..,"content_type":..,"type":..,"channel":..,"status":..,
  * "metadata":..,["filename":..,]"created_by":..,"updated_by":..,
- * "created_at":..,"updated_at":..},"timestamp":..}.  *out is malloc()ed.
+ * "created_at":..,"updated_at":..},"timestamp":..}: the publisher's
+ * members of those names, else defaults ("type" is the event's own, so
+ * data.type comes from "message_type").  *out is malloc()ed.
  * Returns 0, or -1 when the members are not JSON or memory runs out.
  */
 int ngx_http_webhook_sse_payload_conversation(
