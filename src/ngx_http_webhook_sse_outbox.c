@@ -964,6 +964,8 @@ ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
                 ngx_cpystrn(d->error, (u_char *) "endpoint disabled by "
                             "410 Gone until reload",
                             NGX_HTTP_WEBHOOK_SSE_FWD_ERROR_LEN);
+                ngx_memcpy(ep->error, d->error,
+                           NGX_HTTP_WEBHOOK_SSE_FWD_ERROR_LEN);
                 ep->nqueued--;
                 ep->failed++;
                 ngx_http_webhook_sse_outbox_keep(zone, d);
