@@ -24,6 +24,7 @@
 
 
 typedef struct {
+    ngx_queue_t                          link;
     CURL                                *easy;
     struct curl_slist                   *headers;
     ngx_http_webhook_sse_post_done_pt    done;
@@ -42,7 +43,8 @@ static int ngx_http_webhook_sse_curl_timer(CURLM *multi, long timeout,
     void *userp);
 static void ngx_http_webhook_sse_curl_event(ngx_event_t *ev);
 static void ngx_http_webhook_sse_curl_timeout(ngx_event_t *ev);
-static void ngx_http_webhook_sse_curl_close(ngx_connection_t *c);
+static void ngx_http_webhook_sse_curl_close(ngx_connection_t *c,
+    ngx_uint_t flags);
 static void ngx_http_webhook_sse_curl_finished(void);
 static size_t ngx_http_webhook_sse_curl_discard(char *ptr, size_t size,
     size_t nmemb, void *userdata);
@@ -58,6 +60,10 @@ static CURLM        *ngx_http_webhook_sse_multi;
 static ngx_event_t   ngx_http_webhook_sse_curl_timer_event;
 static ngx_log_t    *ngx_http_webhook_sse_curl_log;
 static ngx_uint_t    ngx_http_webhook_sse_curl_active;
+
+/* transfers in flight; connections made for libcurl's sockets (c->queue) */
+static ngx_queue_t   ngx_http_webhook_sse_curl_transfers;
+static ngx_queue_t   ngx_http_webhook_sse_curl_connections;
 
 
 ngx_int_t
@@ -84,6 +90,9 @@ ngx_http_webhook_sse_curl_init(ngx_cycle_t *cycle)
 
     ngx_http_webhook_sse_curl_log = cycle->log;
 
+    ngx_queue_init(&ngx_http_webhook_sse_curl_transfers);
+    ngx_queue_init(&ngx_http_webhook_sse_curl_connections);
+
     ev = &ngx_http_webhook_sse_curl_timer_event;
     ev->handler = ngx_http_webhook_sse_curl_timeout;
     ev->log = cycle->log;
@@ -102,15 +111,48 @@ ngx_http_webhook_sse_curl_init(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * The worker exits: transfers in flight are dropped without a word to
+ * their callers (the caller hands their deliveries to other workers), and
+ * every socket is closed, kept-alive ones too: nginx wants no connection
+ * left behind.
+ */
+
 void
 ngx_http_webhook_sse_curl_exit(void)
 {
-    /*
-     * Transfers in flight are abandoned with the process: their deliveries
-     * are released to other workers by the caller, and the kernel closes
-     * the sockets.  Cleaning up libcurl here would call back into an
-     * event loop that has stopped.
-     */
+    ngx_queue_t                      *q;
+    ngx_connection_t                 *c;
+    ngx_http_webhook_sse_transfer_t  *t;
+
+    if (ngx_http_webhook_sse_multi == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_http_webhook_sse_curl_transfers)) {
+        q = ngx_queue_head(&ngx_http_webhook_sse_curl_transfers);
+        t = ngx_queue_data(q, ngx_http_webhook_sse_transfer_t, link);
+
+        ngx_queue_remove(q);
+
+        curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
+        curl_easy_cleanup(t->easy);
+        curl_slist_free_all(t->headers);
+        ngx_free(t);
+    }
+
+    /* closes the kept-alive connections, telling us of each socket */
+    curl_multi_cleanup(ngx_http_webhook_sse_multi);
+    ngx_http_webhook_sse_multi = NULL;
+
+    /* any it did not tell of are closed already: no epoll_ctl() for them */
+
+    while (!ngx_queue_empty(&ngx_http_webhook_sse_curl_connections)) {
+        q = ngx_queue_head(&ngx_http_webhook_sse_curl_connections);
+        c = ngx_queue_data(q, ngx_connection_t, queue);
+
+        ngx_http_webhook_sse_curl_close(c, NGX_CLOSE_EVENT);
+    }
 
     if (ngx_http_webhook_sse_curl_timer_event.timer_set) {
         ngx_del_timer(&ngx_http_webhook_sse_curl_timer_event);
@@ -211,6 +253,7 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     }
 
     ngx_http_webhook_sse_curl_active++;
+    ngx_queue_insert_tail(&ngx_http_webhook_sse_curl_transfers, &t->link);
 
     return NGX_OK;
 
@@ -237,7 +280,7 @@ ngx_http_webhook_sse_curl_socket(CURL *easy, curl_socket_t s, int what,
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
-            ngx_http_webhook_sse_curl_close(c);
+            ngx_http_webhook_sse_curl_close(c, 0);
             curl_multi_assign(ngx_http_webhook_sse_multi, s, NULL);
         }
 
@@ -255,6 +298,9 @@ ngx_http_webhook_sse_curl_socket(CURL *easy, curl_socket_t s, int what,
         c->read->log = ngx_http_webhook_sse_curl_log;
         c->write->log = ngx_http_webhook_sse_curl_log;
         c->log = ngx_http_webhook_sse_curl_log;
+
+        ngx_queue_insert_tail(&ngx_http_webhook_sse_curl_connections,
+                              &c->queue);
 
         curl_multi_assign(ngx_http_webhook_sse_multi, s, c);
     }
@@ -297,14 +343,16 @@ ngx_http_webhook_sse_curl_socket(CURL *easy, curl_socket_t s, int what,
 /* the socket stays libcurl's: it closes it */
 
 static void
-ngx_http_webhook_sse_curl_close(ngx_connection_t *c)
+ngx_http_webhook_sse_curl_close(ngx_connection_t *c, ngx_uint_t flags)
 {
+    ngx_queue_remove(&c->queue);
+
     if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        ngx_del_event(c->read, NGX_READ_EVENT, flags);
     }
 
     if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
     }
 
     if (c->read->posted) {
@@ -450,6 +498,8 @@ ngx_http_webhook_sse_curl_finished(void)
 
             *p = '\0';
         }
+
+        ngx_queue_remove(&t->link);
 
         curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
         curl_easy_cleanup(t->easy);

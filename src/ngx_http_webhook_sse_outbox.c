@@ -325,8 +325,11 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
         courier[i].timer.data = &courier[i];
         courier[i].kick.data = &courier[i];
 
-        /* work earlier workers left: leases of a killed one, retries */
-        ngx_http_webhook_sse_outbox_kick(&courier[i]);
+        /*
+         * Work earlier workers left: leases of a killed one, retries.  A
+         * timer, not a posted event: nothing would wake the worker for it.
+         */
+        ngx_add_timer(&courier[i].timer, 1);
     }
 
     return NGX_OK;
