@@ -67,6 +67,15 @@ typedef struct {
 } ngx_http_webhook_sse_forward_conf_t;
 
 
+/* the limits a configuration sets on an endpoint of a constant URL */
+typedef struct {
+    ngx_shm_zone_t              *zone;
+    ngx_str_t                    endpoint;
+    ngx_uint_t                   concurrency;
+    uint64_t                     interval;
+} ngx_http_webhook_sse_forward_limit_t;
+
+
 /* what the HTTP client is asked to do */
 typedef struct {
     char                        *url;
@@ -126,6 +135,7 @@ ngx_uint_t ngx_http_webhook_sse_allow_names(ngx_http_webhook_sse_allow_t *allow,
     struct sockaddr *sa);
 ngx_uint_t ngx_http_webhook_sse_forward_used(void);
 ngx_uint_t ngx_http_webhook_sse_forward_generation(void);
+ngx_array_t *ngx_http_webhook_sse_forward_limits(void);
 ngx_uint_t ngx_http_webhook_sse_allow_check(
     ngx_http_webhook_sse_allow_t *allow, struct sockaddr *sa);
 

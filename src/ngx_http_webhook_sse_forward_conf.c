@@ -36,6 +36,7 @@ static ngx_msec_t  ngx_http_webhook_sse_default_retry[] = {
 static ngx_uint_t  ngx_http_webhook_sse_forwarding;
 static ngx_uint_t  ngx_http_webhook_sse_generation;
 static void       *ngx_http_webhook_sse_cycle;
+static ngx_array_t  *ngx_http_webhook_sse_limits;
 
 
 ngx_uint_t
@@ -49,6 +50,15 @@ ngx_uint_t
 ngx_http_webhook_sse_forward_generation(void)
 {
     return ngx_http_webhook_sse_generation;
+}
+
+
+/* limits of the endpoints of constant URLs, applied when workers start */
+
+ngx_array_t *
+ngx_http_webhook_sse_forward_limits(void)
+{
+    return ngx_http_webhook_sse_limits;
 }
 
 
@@ -74,6 +84,7 @@ ngx_http_webhook_sse_forward_create_conf(ngx_conf_t *cf)
         ngx_http_webhook_sse_cycle = cf->cycle;
         ngx_http_webhook_sse_generation++;
         ngx_http_webhook_sse_forwarding = 0;
+        ngx_http_webhook_sse_limits = NULL;
     }
 
     fcf->retry = NGX_CONF_UNSET_PTR;
@@ -92,9 +103,11 @@ ngx_http_webhook_sse_forward_merge(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_webhook_sse_loc_conf_t *pwlcf = parent;
     ngx_http_webhook_sse_loc_conf_t *wlcf = child;
 
-    ngx_uint_t                            i;
-    ngx_msec_t                           *ms;
-    ngx_http_webhook_sse_forward_conf_t  *prev, *conf;
+    ngx_uint_t                             i;
+    ngx_msec_t                            *ms;
+    ngx_http_webhook_sse_forward_t        *fwd;
+    ngx_http_webhook_sse_forward_conf_t   *prev, *conf;
+    ngx_http_webhook_sse_forward_limit_t  *limit;
 
     prev = pwlcf->forward;
     conf = wlcf->forward;
@@ -152,6 +165,36 @@ ngx_http_webhook_sse_forward_merge(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->trusted_certificate,
                              prev->trusted_certificate, "");
+
+    if (conf->forwards == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_webhook_sse_limits == NULL) {
+        ngx_http_webhook_sse_limits = ngx_array_create(cf->pool, 4,
+                                sizeof(ngx_http_webhook_sse_forward_limit_t));
+        if (ngx_http_webhook_sse_limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    fwd = conf->forwards->elts;
+
+    for (i = 0; i < conf->forwards->nelts; i++) {
+        if (fwd[i].url.lengths) {
+            continue;
+        }
+
+        limit = ngx_array_push(ngx_http_webhook_sse_limits);
+        if (limit == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        limit->zone = wlcf->publish;
+        limit->endpoint = fwd[i].endpoint;
+        limit->concurrency = conf->concurrency;
+        limit->interval = conf->interval;
+    }
 
     return NGX_CONF_OK;
 }

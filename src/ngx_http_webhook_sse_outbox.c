@@ -176,6 +176,7 @@ typedef struct {
 } ngx_http_webhook_sse_parcel_t;
 
 
+static void ngx_http_webhook_sse_outbox_limits(ngx_shm_zone_t *shm_zone);
 static ngx_http_webhook_sse_courier_t *ngx_http_webhook_sse_outbox_courier(
     ngx_http_webhook_sse_zone_t *zone);
 static ngx_int_t ngx_http_webhook_sse_outbox_parcel(ngx_http_request_t *r,
@@ -284,9 +285,15 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
             ob = NULL;
         }
 
-        if (zone->sh->outbox) {
-            /* a new configuration: endpoints a 410 disabled are tried again */
+        if (zone->sh->outbox
+            && zone->sh->outbox->generation != generation)
+        {
+            /*
+             * A new configuration: endpoints a 410 disabled are tried
+             * again, its limits hold from now on.
+             */
             zone->sh->outbox->generation = generation;
+            ngx_http_webhook_sse_outbox_limits(&shm_zone[i]);
         }
 
         ngx_http_webhook_sse_store_unlock(zone);
@@ -333,6 +340,42 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+/* zone lock held: the limits of the configuration on its endpoints */
+
+static void
+ngx_http_webhook_sse_outbox_limits(ngx_shm_zone_t *shm_zone)
+{
+    ngx_uint_t                             i;
+    ngx_array_t                           *limits;
+    ngx_http_webhook_sse_endpoint_t       *ep;
+    ngx_http_webhook_sse_forward_limit_t  *limit;
+
+    limits = ngx_http_webhook_sse_forward_limits();
+
+    if (limits == NULL) {
+        return;
+    }
+
+    limit = limits->elts;
+
+    for (i = 0; i < limits->nelts; i++) {
+        if (limit[i].zone != shm_zone) {
+            continue;
+        }
+
+        ep = ngx_http_webhook_sse_outbox_endpoint(shm_zone->data,
+                                                  &limit[i].endpoint);
+        if (ep == NULL) {
+            continue;
+        }
+
+        ep->concurrency = limit[i].concurrency;
+        ep->interval = limit[i].interval;
+        ep->tat = 0;
+    }
 }
 
 
@@ -784,7 +827,11 @@ ngx_http_webhook_sse_outbox_endpoint(ngx_http_webhook_sse_zone_t *zone,
 }
 
 
-/* zone lock held: kept deliveries go first when memory runs short */
+/*
+ * Zone lock held.  When memory runs short, kept (failed, dead) deliveries
+ * go first, then what the store may evict (old messages): a queued
+ * delivery is a promise, a retained message is history.
+ */
 
 static void *
 ngx_http_webhook_sse_outbox_alloc(ngx_http_webhook_sse_zone_t *zone,
@@ -803,7 +850,7 @@ ngx_http_webhook_sse_outbox_alloc(ngx_http_webhook_sse_zone_t *zone,
         }
 
         if (ngx_queue_empty(&ob->kept)) {
-            return NULL;
+            return ngx_http_webhook_sse_store_alloc_evicting(zone, size);
         }
 
         d = ngx_queue_data(ngx_queue_head(&ob->kept),

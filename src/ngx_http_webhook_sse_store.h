@@ -172,6 +172,9 @@ ngx_int_t ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake,
     ngx_uint_t *nwake);
 
+void *ngx_http_webhook_sse_store_alloc_evicting(
+    ngx_http_webhook_sse_zone_t *zone, size_t size);
+
 void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
     int64_t now);
 void ngx_http_webhook_sse_store_unpin(ngx_http_webhook_sse_channel_t *channel,
