@@ -139,6 +139,9 @@ ngx_array_t *ngx_http_webhook_sse_forward_limits(void);
 ngx_uint_t ngx_http_webhook_sse_allow_check(
     ngx_http_webhook_sse_allow_t *allow, struct sockaddr *sa);
 
+/* webhook_callbacks (ngx_http_webhook_sse_callbacks.c) */
+ngx_int_t ngx_http_webhook_sse_callbacks_handler(ngx_http_request_t *r);
+
 /* the HTTP client (ngx_http_webhook_sse_curl.c) */
 ngx_int_t ngx_http_webhook_sse_curl_init(ngx_cycle_t *cycle);
 void ngx_http_webhook_sse_curl_exit(void);
@@ -152,6 +155,16 @@ ngx_int_t ngx_http_webhook_sse_outbox_admit(ngx_http_request_t *r);
 void ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r,
     ngx_str_t *session, ngx_str_t *id, int64_t time, ngx_str_t *extra,
     ngx_str_t *members);
+ngx_int_t ngx_http_webhook_sse_outbox_register(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_str_t *url,
+    ngx_str_t *secret);
+ngx_int_t ngx_http_webhook_sse_outbox_callback(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_str_t *url,
+    ngx_str_t *secret);
+ngx_int_t ngx_http_webhook_sse_outbox_unregister(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session);
+ngx_uint_t ngx_http_webhook_sse_outbox_redrive(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *endpoint);
 ngx_int_t ngx_http_webhook_sse_outbox_status(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone, ngx_uint_t prometheus,
     ngx_str_t *out);

@@ -112,6 +112,14 @@ ngx_http_webhook_sse_forward_merge(ngx_conf_t *cf, void *parent, void *child)
     prev = pwlcf->forward;
     conf = wlcf->forward;
 
+    if (conf->callbacks && (wlcf->publish || wlcf->stream || wlcf->status)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_callbacks\" cannot share a location "
+                           "with \"webhook_publish\", \"webhook_stream\" "
+                           "or \"webhook_status\"");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->forwards && wlcf->publish == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_forward\" needs \"webhook_publish\" in "
@@ -443,6 +451,37 @@ ngx_http_webhook_sse_forward_key(ngx_str_t *value, ngx_str_t *key,
     }
 
     return NGX_OK;
+}
+
+
+/* webhook_callbacks NAME */
+
+char *
+ngx_http_webhook_sse_callbacks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (wlcf->forward->callbacks) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    wlcf->forward->callbacks = ngx_shared_memory_add(cf, &value[1], 0,
+                                                &ngx_http_webhook_sse_module);
+    if (wlcf->forward->callbacks == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_webhook_sse_callbacks_handler;
+
+    ngx_http_webhook_sse_forwarding = 1;
+
+    return NGX_CONF_OK;
 }
 
 

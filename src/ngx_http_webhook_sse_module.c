@@ -157,6 +157,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       0,
       NULL },
 
+    { ngx_string("webhook_callbacks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_callbacks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_forward_retry"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_webhook_sse_forward_retry,

@@ -125,7 +125,21 @@ typedef struct {
 } ngx_http_webhook_sse_delivery_t;
 
 
+/* a session's own callback (webhook_callbacks) */
+typedef struct {
+    ngx_rbtree_node_t                 node;
+    size_t                            session_len;
+    size_t                            url_len;
+    size_t                            secret_len;
+    /* session url secret */
+    u_char                            data[1];
+} ngx_http_webhook_sse_callback_t;
+
+
 struct ngx_http_webhook_sse_outbox_s {
+    ngx_rbtree_t                      callbacks;
+    ngx_rbtree_node_t                 callbacks_sentinel;
+    ngx_uint_t                        ncallbacks;
     ngx_rbtree_t                      deliveries;
     ngx_rbtree_node_t                 deliveries_sentinel;
     ngx_rbtree_t                      endpoints;
@@ -182,6 +196,11 @@ static ngx_http_webhook_sse_courier_t *ngx_http_webhook_sse_outbox_courier(
 static ngx_int_t ngx_http_webhook_sse_outbox_parcel(ngx_http_request_t *r,
     ngx_http_webhook_sse_forward_t *fwd, ngx_http_webhook_sse_payload_t *pl,
     ngx_http_webhook_sse_parcel_t *parcel);
+static ngx_int_t ngx_http_webhook_sse_outbox_registered(ngx_http_request_t *r,
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session,
+    ngx_http_webhook_sse_payload_t *pl, ngx_http_webhook_sse_parcel_t *parcel);
+static ngx_http_webhook_sse_callback_t *ngx_http_webhook_sse_outbox_find_callback(
+    ngx_http_webhook_sse_outbox_t *ob, ngx_str_t *session);
 static ngx_http_webhook_sse_endpoint_t *ngx_http_webhook_sse_outbox_endpoint(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *key);
 static void *ngx_http_webhook_sse_outbox_alloc(
@@ -274,6 +293,8 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
 
         if (zone->sh->outbox == NULL && ob) {
             ngx_rbtree_init(&ob->deliveries, &ob->deliveries_sentinel,
+                            ngx_rbtree_insert_value);
+            ngx_rbtree_init(&ob->callbacks, &ob->callbacks_sentinel,
                             ngx_rbtree_insert_value);
             ngx_rbtree_init(&ob->endpoints, &ob->endpoints_sentinel,
                             ngx_rbtree_insert_value);
@@ -484,14 +505,11 @@ ngx_http_webhook_sse_outbox_admit(ngx_http_request_t *r)
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
 
-    if (wlcf->forward->forwards == NULL) {
-        return NGX_OK;
-    }
-
     zone = wlcf->publish->data;
     ob = zone->sh->outbox;
 
-    if (ob == NULL) {
+    /* ncallbacks read unlocked: a hint, a word read at once */
+    if (ob == NULL || (wlcf->forward->forwards == NULL && !ob->ncallbacks)) {
         return NGX_OK;
     }
 
@@ -521,6 +539,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     u_char                               *p;
     size_t                                size, dropped;
     int64_t                               now, created;
+    ngx_int_t                             rc;
     ngx_uint_t                            i, n;
     ngx_array_t                          *forwards;
     ngx_http_webhook_sse_zone_t          *zone;
@@ -537,12 +556,13 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     fcf = wlcf->forward;
     forwards = fcf->forwards;
 
-    if (forwards == NULL) {
-        return;
-    }
-
     zone = wlcf->publish->data;
     ob = zone->sh->outbox;
+
+    /* ncallbacks read unlocked: a hint, a word read at once */
+    if (forwards == NULL && (ob == NULL || !ob->ncallbacks || !session->len)) {
+        return;
+    }
 
     if (ob == NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -580,19 +600,39 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
 
     ngx_memcpy(p, members->data, members->len);
 
+    n = forwards ? forwards->nelts : 0;
+
     parcels = ngx_pcalloc(r->pool,
-                    forwards->nelts * sizeof(ngx_http_webhook_sse_parcel_t));
+                          (n + 1) * sizeof(ngx_http_webhook_sse_parcel_t));
     if (parcels == NULL) {
         goto failed;
     }
 
-    fwd = forwards->elts;
     n = 0;
 
-    for (i = 0; i < forwards->nelts; i++) {
-        if (ngx_http_webhook_sse_outbox_parcel(r, &fwd[i], &pl, &parcels[n])
-            == NGX_OK)
-        {
+    if (forwards) {
+        fwd = forwards->elts;
+
+        for (i = 0; i < forwards->nelts; i++) {
+            if (ngx_http_webhook_sse_outbox_parcel(r, &fwd[i], &pl,
+                                                   &parcels[n])
+                == NGX_OK)
+            {
+                n++;
+            }
+        }
+    }
+
+    /* the session's own callback, in the conversation format */
+
+    if (session->len && ob->ncallbacks) {
+        rc = ngx_http_webhook_sse_outbox_registered(r, zone, session, &pl,
+                                                    &parcels[n]);
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+
+        if (rc == NGX_OK) {
             n++;
         }
     }
@@ -754,6 +794,68 @@ ngx_http_webhook_sse_outbox_parcel(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "webhook_forward: cannot build the conversation "
                       "payload of message \"%*s\"", pl->id_len, pl->id);
+        return NGX_ERROR;
+    }
+
+    parcel->body.data = ngx_pnalloc(r->pool, len);
+
+    if (parcel->body.data) {
+        ngx_memcpy(parcel->body.data, body, len);
+        parcel->body.len = len;
+    }
+
+    free(body);
+
+    return parcel->body.data ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the parcel of a session's own callback: NGX_DECLINED when it has none */
+
+static ngx_int_t
+ngx_http_webhook_sse_outbox_registered(ngx_http_request_t *r,
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session,
+    ngx_http_webhook_sse_payload_t *pl, ngx_http_webhook_sse_parcel_t *parcel)
+{
+    u_char                          *body;
+    size_t                           len;
+    ngx_int_t                        rc;
+    ngx_http_webhook_sse_forward_t   fwd;
+
+    ngx_memzero(&fwd, sizeof(ngx_http_webhook_sse_forward_t));
+
+    fwd.url.value.data = ngx_pnalloc(r->pool,
+                                     NGX_HTTP_WEBHOOK_SSE_URL_MAX
+                                     + NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX
+                                     + NGX_HTTP_WEBHOOK_SSE_ENDPOINT_MAX);
+    if (fwd.url.value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    fwd.secret.data = fwd.url.value.data + NGX_HTTP_WEBHOOK_SSE_URL_MAX;
+    fwd.endpoint.data = fwd.secret.data + NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX;
+
+    rc = ngx_http_webhook_sse_outbox_callback(zone, session, &fwd.url.value,
+                                              &fwd.secret);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_webhook_sse_forward_endpoint(fwd.url.value.data,
+                                              fwd.url.value.len,
+                                              &fwd.endpoint,
+                                              &parcel->plain)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    parcel->url = fwd.url.value;
+    parcel->endpoint = fwd.endpoint;
+    parcel->secret = fwd.secret;
+    parcel->runtime = 1;
+
+    if (ngx_http_webhook_sse_payload_conversation(pl, &body, &len) != 0) {
         return NGX_ERROR;
     }
 
@@ -1771,4 +1873,234 @@ ngx_http_webhook_sse_latency_rank(uint32_t *latency, ngx_uint_t permille)
     }
 
     return ngx_http_webhook_sse_latency_value(b);
+}
+
+
+/* webhook_callbacks: a session's callback, kept in the zone */
+
+ngx_int_t
+ngx_http_webhook_sse_outbox_register(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_str_t *url, ngx_str_t *secret)
+{
+    u_char                           *p;
+    size_t                            size;
+    ngx_http_webhook_sse_outbox_t    *ob;
+    ngx_http_webhook_sse_callback_t  *cb, *old;
+
+    ob = zone->sh->outbox;
+
+    if (ob == NULL) {
+        return NGX_ERROR;
+    }
+
+    size = offsetof(ngx_http_webhook_sse_callback_t, data)
+           + session->len + url->len + secret->len;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    cb = ngx_http_webhook_sse_outbox_alloc(zone, size);
+    if (cb == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    /* a later registration replaces an earlier one */
+
+    old = ngx_http_webhook_sse_outbox_find_callback(ob, session);
+
+    if (old) {
+        ngx_rbtree_delete(&ob->callbacks, &old->node);
+        ngx_slab_free_locked(zone->shpool, old);
+        ob->ncallbacks--;
+    }
+
+    cb->node.key = ngx_crc32_short(session->data, session->len);
+    cb->session_len = session->len;
+    cb->url_len = url->len;
+    cb->secret_len = secret->len;
+
+    p = ngx_cpymem(cb->data, session->data, session->len);
+    p = ngx_cpymem(p, url->data, url->len);
+    ngx_memcpy(p, secret->data, secret->len);
+
+    ngx_rbtree_insert(&ob->callbacks, &cb->node);
+    ob->ncallbacks++;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A session's callback, copied to url (NGX_HTTP_WEBHOOK_SSE_URL_MAX bytes)
+ * and secret (NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX); NGX_DECLINED: none.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_outbox_callback(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_str_t *url, ngx_str_t *secret)
+{
+    ngx_http_webhook_sse_outbox_t    *ob;
+    ngx_http_webhook_sse_callback_t  *cb;
+
+    ob = zone->sh->outbox;
+
+    if (ob == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    cb = ngx_http_webhook_sse_outbox_find_callback(ob, session);
+
+    if (cb == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    url->len = cb->url_len;
+    ngx_memcpy(url->data, cb->data + cb->session_len, cb->url_len);
+
+    secret->len = cb->secret_len;
+    ngx_memcpy(secret->data, cb->data + cb->session_len + cb->url_len,
+               cb->secret_len);
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_outbox_unregister(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session)
+{
+    ngx_http_webhook_sse_outbox_t    *ob;
+    ngx_http_webhook_sse_callback_t  *cb;
+
+    ob = zone->sh->outbox;
+
+    if (ob == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    cb = ngx_http_webhook_sse_outbox_find_callback(ob, session);
+
+    if (cb) {
+        ngx_rbtree_delete(&ob->callbacks, &cb->node);
+        ngx_slab_free_locked(zone->shpool, cb);
+        ob->ncallbacks--;
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return cb ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* zone lock held */
+
+static ngx_http_webhook_sse_callback_t *
+ngx_http_webhook_sse_outbox_find_callback(ngx_http_webhook_sse_outbox_t *ob,
+    ngx_str_t *session)
+{
+    uint32_t                          hash;
+    ngx_rbtree_node_t                *node, *sentinel;
+    ngx_http_webhook_sse_callback_t  *cb;
+
+    hash = ngx_crc32_short(session->data, session->len);
+
+    node = ob->callbacks.root;
+    sentinel = ob->callbacks.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        cb = (ngx_http_webhook_sse_callback_t *) node;
+
+        if (cb->session_len == session->len
+            && ngx_memcmp(cb->data, session->data, session->len) == 0)
+        {
+            return cb;
+        }
+
+        node = node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Failed and dead deliveries to an endpoint (all endpoints: NULL) are
+ * queued again, their attempts counted afresh.  Returns how many.
+ */
+
+ngx_uint_t
+ngx_http_webhook_sse_outbox_redrive(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *endpoint)
+{
+    ngx_uint_t                        n;
+    ngx_queue_t                      *q, *next;
+    ngx_http_webhook_sse_outbox_t    *ob;
+    ngx_http_webhook_sse_endpoint_t  *ep;
+    ngx_http_webhook_sse_delivery_t  *d;
+
+    ob = zone->sh->outbox;
+
+    if (ob == NULL) {
+        return 0;
+    }
+
+    n = 0;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    for (q = ngx_queue_head(&ob->kept);
+         q != ngx_queue_sentinel(&ob->kept);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        d = ngx_queue_data(q, ngx_http_webhook_sse_delivery_t, queue);
+        ep = d->endpoint;
+
+        if (endpoint
+            && (ep->len != endpoint->len
+                || ngx_memcmp(ep->key, endpoint->data, endpoint->len) != 0))
+        {
+            continue;
+        }
+
+        ob->nkept--;
+        ep->nkept--;
+        ob->waiting++;
+        ob->bytes += d->size;
+
+        d->attempts = 0;
+        d->due = 0;
+
+        if (ep->disabled == ob->generation) {
+            /* a redrive is the operator's word that the endpoint is back */
+            ep->disabled = 0;
+        }
+
+        ngx_http_webhook_sse_outbox_requeue(ob, d);
+        n++;
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    if (n) {
+        ngx_http_webhook_sse_outbox_kick(
+                                 ngx_http_webhook_sse_outbox_courier(zone));
+    }
+
+    return n;
 }

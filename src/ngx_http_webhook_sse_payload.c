@@ -386,3 +386,87 @@ ngx_http_webhook_sse_payload_signed_content(unsigned char *dst,
 
     return id_len + (size_t) n + body_len;
 }
+
+
+int
+ngx_http_webhook_sse_payload_registration(const unsigned char *body,
+    size_t len, ngx_http_webhook_sse_registration_t *reg)
+{
+    char        *text;
+    size_t       i;
+    yajl_val     root, v;
+    const char  *key;
+
+    memset(reg, 0, sizeof(ngx_http_webhook_sse_registration_t));
+
+    text = malloc(len + 1);
+    if (text == NULL) {
+        snprintf(reg->error, sizeof(reg->error), "out of memory");
+        return -1;
+    }
+
+    memcpy(text, body, len);
+    text[len] = '\0';
+
+    root = yajl_tree_parse(text, NULL, 0);
+    free(text);
+
+    reg->tree = root;
+
+    if (root == NULL || !YAJL_IS_OBJECT(root)) {
+        snprintf(reg->error, sizeof(reg->error),
+                 "the body must be a JSON object");
+        return -1;
+    }
+
+    for (i = 0; i < root->u.object.len; i++) {
+        key = root->u.object.keys[i];
+        v = root->u.object.values[i];
+
+        if (strcmp(key, "sessionId") != 0 && strcmp(key, "callback_url") != 0
+            && strcmp(key, "secret") != 0)
+        {
+            continue;
+        }
+
+        if (!YAJL_IS_STRING(v)) {
+            snprintf(reg->error, sizeof(reg->error), "%s must be a string",
+                     key);
+            return -1;
+        }
+
+        if (key[0] == 's' && key[1] == 'e' && key[2] == 's') {
+            reg->session = (const unsigned char *) v->u.string;
+            reg->session_len = strlen(v->u.string);
+
+        } else if (key[0] == 'c') {
+            reg->url = (const unsigned char *) v->u.string;
+            reg->url_len = strlen(v->u.string);
+
+        } else {
+            reg->secret = (const unsigned char *) v->u.string;
+            reg->secret_len = strlen(v->u.string);
+        }
+    }
+
+    if (reg->session == NULL) {
+        snprintf(reg->error, sizeof(reg->error), "sessionId is required");
+        return -1;
+    }
+
+    if (reg->url == NULL) {
+        snprintf(reg->error, sizeof(reg->error), "callback_url is required");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+void
+ngx_http_webhook_sse_payload_registration_free(
+    ngx_http_webhook_sse_registration_t *reg)
+{
+    yajl_tree_free(reg->tree);
+    reg->tree = NULL;
+}

@@ -74,4 +74,30 @@ size_t ngx_http_webhook_sse_payload_signed_content(unsigned char *dst,
     const unsigned char *body, size_t body_len);
 
 
+/* a webhook_callbacks registration: pointers into a malloc()ed copy */
+typedef struct {
+    const unsigned char  *session;
+    size_t                session_len;
+    const unsigned char  *url;
+    size_t                url_len;
+    /* NULL: unsigned deliveries */
+    const unsigned char  *secret;
+    size_t                secret_len;
+
+    void                 *tree;
+    char                  error[128];
+} ngx_http_webhook_sse_registration_t;
+
+
+/*
+ * {"sessionId": "..", "callback_url": "..", "secret": ".."} (secret
+ * optional; other members ignored).  Returns 0, or -1 with reg->error
+ * set.  ngx_http_webhook_sse_payload_registration_free() in all cases.
+ */
+int ngx_http_webhook_sse_payload_registration(const unsigned char *body,
+    size_t len, ngx_http_webhook_sse_registration_t *reg);
+void ngx_http_webhook_sse_payload_registration_free(
+    ngx_http_webhook_sse_registration_t *reg);
+
+
 #endif /* _NGX_HTTP_WEBHOOK_SSE_PAYLOAD_H_INCLUDED_ */
