@@ -61,6 +61,12 @@ static ngx_event_t   ngx_http_webhook_sse_curl_timer_event;
 static ngx_log_t    *ngx_http_webhook_sse_curl_log;
 static ngx_uint_t    ngx_http_webhook_sse_curl_active;
 
+/* easy handles kept for the next transfers (reset, not freed) */
+#define NGX_HTTP_WEBHOOK_SSE_EASY_KEEP  256
+
+static CURL         *ngx_http_webhook_sse_curl_easy[NGX_HTTP_WEBHOOK_SSE_EASY_KEEP];
+static ngx_uint_t    ngx_http_webhook_sse_curl_neasy;
+
 /* transfers in flight; connections made for libcurl's sockets (c->queue) */
 static ngx_queue_t   ngx_http_webhook_sse_curl_transfers;
 static ngx_queue_t   ngx_http_webhook_sse_curl_connections;
@@ -141,6 +147,11 @@ ngx_http_webhook_sse_curl_exit(void)
         ngx_free(t);
     }
 
+    while (ngx_http_webhook_sse_curl_neasy) {
+        curl_easy_cleanup(
+            ngx_http_webhook_sse_curl_easy[--ngx_http_webhook_sse_curl_neasy]);
+    }
+
     /* closes the kept-alive connections, telling us of each socket */
     curl_multi_cleanup(ngx_http_webhook_sse_multi);
     ngx_http_webhook_sse_multi = NULL;
@@ -199,9 +210,14 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
         t->headers = list;
     }
 
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        goto failed;
+    if (ngx_http_webhook_sse_curl_neasy) {
+        easy = ngx_http_webhook_sse_curl_easy[--ngx_http_webhook_sse_curl_neasy];
+
+    } else {
+        easy = curl_easy_init();
+        if (easy == NULL) {
+            goto failed;
+        }
     }
 
     t->easy = easy;
@@ -502,8 +518,18 @@ ngx_http_webhook_sse_curl_finished(void)
         ngx_queue_remove(&t->link);
 
         curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
-        curl_easy_cleanup(t->easy);
         curl_slist_free_all(t->headers);
+
+        /* a reset handle keeps its buffers and caches for the next one */
+        if (ngx_http_webhook_sse_curl_neasy < NGX_HTTP_WEBHOOK_SSE_EASY_KEEP)
+        {
+            curl_easy_reset(t->easy);
+            ngx_http_webhook_sse_curl_easy[ngx_http_webhook_sse_curl_neasy++]
+                = t->easy;
+
+        } else {
+            curl_easy_cleanup(t->easy);
+        }
 
         ngx_http_webhook_sse_curl_active--;
 
