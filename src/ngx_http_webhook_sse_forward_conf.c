@@ -18,6 +18,8 @@
 #define NGX_HTTP_WEBHOOK_SSE_WHSEC  "whsec_"
 
 
+static ngx_int_t ngx_http_webhook_sse_forward_new_cycle(ngx_conf_t *cf);
+static void ngx_http_webhook_sse_forward_restore(void *data);
 static char *ngx_http_webhook_sse_forward_url(ngx_conf_t *cf,
     ngx_http_webhook_sse_forward_t *fwd, ngx_str_t *url);
 static ngx_uint_t ngx_http_webhook_sse_public_addr(struct sockaddr *sa);
@@ -37,6 +39,15 @@ static ngx_uint_t  ngx_http_webhook_sse_forwarding;
 static ngx_uint_t  ngx_http_webhook_sse_generation;
 static void       *ngx_http_webhook_sse_cycle;
 static ngx_array_t  *ngx_http_webhook_sse_limits;
+
+
+/* what the configuration before this one had set */
+typedef struct {
+    void                        *mine;
+    void                        *cycle;
+    ngx_uint_t                   forwarding;
+    ngx_array_t                 *limits;
+} ngx_http_webhook_sse_forward_saved_t;
 
 
 ngx_uint_t
@@ -80,11 +91,10 @@ ngx_http_webhook_sse_forward_create_conf(ngx_conf_t *cf)
      *     fcf->callbacks = NULL;
      */
 
-    if (cf->cycle != (ngx_cycle_t *) ngx_http_webhook_sse_cycle) {
-        ngx_http_webhook_sse_cycle = cf->cycle;
-        ngx_http_webhook_sse_generation++;
-        ngx_http_webhook_sse_forwarding = 0;
-        ngx_http_webhook_sse_limits = NULL;
+    if (cf->cycle != (ngx_cycle_t *) ngx_http_webhook_sse_cycle
+        && ngx_http_webhook_sse_forward_new_cycle(cf) != NGX_OK)
+    {
+        return NULL;
     }
 
     fcf->retry = NGX_CONF_UNSET_PTR;
@@ -94,6 +104,57 @@ ngx_http_webhook_sse_forward_create_conf(ngx_conf_t *cf)
     fcf->allow = NGX_CONF_UNSET_PTR;
 
     return fcf;
+}
+
+
+/*
+ * A configuration is being read: its own flags and limits, and those of
+ * the running one back should it fail (its pool is then destroyed while
+ * it is still the one these statics name).
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_forward_new_cycle(ngx_conf_t *cf)
+{
+    ngx_pool_cleanup_t                    *cln;
+    ngx_http_webhook_sse_forward_saved_t  *saved;
+
+    cln = ngx_pool_cleanup_add(cf->cycle->pool,
+                               sizeof(ngx_http_webhook_sse_forward_saved_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    saved = cln->data;
+    saved->mine = cf->cycle;
+    saved->cycle = ngx_http_webhook_sse_cycle;
+    saved->forwarding = ngx_http_webhook_sse_forwarding;
+    saved->limits = ngx_http_webhook_sse_limits;
+
+    cln->handler = ngx_http_webhook_sse_forward_restore;
+
+    ngx_http_webhook_sse_cycle = cf->cycle;
+    ngx_http_webhook_sse_generation++;
+    ngx_http_webhook_sse_forwarding = 0;
+    ngx_http_webhook_sse_limits = NULL;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_sse_forward_restore(void *data)
+{
+    ngx_http_webhook_sse_forward_saved_t  *saved = data;
+
+    /* an older configuration going away after a newer one took over */
+    if (saved->mine != ngx_http_webhook_sse_cycle) {
+        return;
+    }
+
+    ngx_http_webhook_sse_cycle = saved->cycle;
+    ngx_http_webhook_sse_forwarding = saved->forwarding;
+    ngx_http_webhook_sse_limits = saved->limits;
 }
 
 

@@ -114,4 +114,51 @@ wait_until(sub { $ep = endpoint($t2, $port2); $ep->{delivered} }, 10);
 is($ep->{delivered}, 1, 'delivered, recorded once');
 is($ep->{inflight}, 0, 'nothing left in flight');
 
+# a reload that fails leaves the running configuration's outbound
+# settings to the workers the master starts later
+
+my $t3 = WebhookSSE::Test->new(http => '', workers => 1,
+                               expect_log => [qr/exited on signal 9/,
+                                              qr/unknown directive/]);
+my $rcv3 = WebhookSSE::Receiver->start(python => $t3->dir);
+my $port3 = $rcv3->port;
+my $good = <<"CONF";
+    webhook_zone zone=chat:1m;
+    webhook_forward_rate off;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /pub {
+            webhook_publish chat;
+            webhook_forward http://127.0.0.1:$port3/in;
+        }
+    }
+CONF
+$t3->set_config(http => $good);
+$t3->start;
+
+$t3->set_config(http => <<"CONF");
+    webhook_zone zone=chat:1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /pub { webhook_publish chat; }
+    }
+    no_such_directive_here;
+CONF
+$t3->write_config;
+my ($worker3) = $t3->worker_pids;
+# nginx -s reload would refuse to signal with a broken file: SIGHUP
+kill 'HUP', $t3->master_pid;
+ok($t3->wait_error_log(qr/unknown directive "no_such_directive_here"/, 10),
+   'a reload with a broken configuration fails');
+
+kill 'KILL', $worker3;
+ok($t3->wait_pids_gone([$worker3], 5), 'then the worker is killed');
+ok(wait_until(sub { my @w = $t3->worker_pids; @w == 1 && $w[0] != $worker3 },
+              10), 'and the master starts another');
+
+$id = $t3->publish_ok('/pub', { message => 'still forwarded' });
+@a = $rcv3->wait_requests(sub { @_ >= 1 }, 10);
+is(scalar @a, 1, 'the new worker still forwards (running configuration)');
+$t3->set_config(http => $good);
+
 finish();
