@@ -64,8 +64,9 @@ static ngx_uint_t    ngx_http_webhook_sse_curl_active;
 /* easy handles kept for the next transfers (reset, not freed) */
 #define NGX_HTTP_WEBHOOK_SSE_EASY_KEEP  256
 
-static CURL         *ngx_http_webhook_sse_curl_easy[NGX_HTTP_WEBHOOK_SSE_EASY_KEEP];
-static ngx_uint_t    ngx_http_webhook_sse_curl_neasy;
+static CURL       *ngx_http_webhook_sse_curl_easy[
+                       NGX_HTTP_WEBHOOK_SSE_EASY_KEEP];
+static ngx_uint_t  ngx_http_webhook_sse_curl_neasy;
 
 /* transfers in flight; connections made for libcurl's sockets (c->queue) */
 static ngx_queue_t   ngx_http_webhook_sse_curl_transfers;
@@ -211,7 +212,8 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     }
 
     if (ngx_http_webhook_sse_curl_neasy) {
-        easy = ngx_http_webhook_sse_curl_easy[--ngx_http_webhook_sse_curl_neasy];
+        ngx_http_webhook_sse_curl_neasy--;
+        easy = ngx_http_webhook_sse_curl_easy[ngx_http_webhook_sse_curl_neasy];
 
     } else {
         easy = curl_easy_init();

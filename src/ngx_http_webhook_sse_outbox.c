@@ -199,7 +199,8 @@ static ngx_int_t ngx_http_webhook_sse_outbox_parcel(ngx_http_request_t *r,
 static ngx_int_t ngx_http_webhook_sse_outbox_registered(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session,
     ngx_http_webhook_sse_payload_t *pl, ngx_http_webhook_sse_parcel_t *parcel);
-static ngx_http_webhook_sse_callback_t *ngx_http_webhook_sse_outbox_find_callback(
+static ngx_http_webhook_sse_callback_t *
+    ngx_http_webhook_sse_outbox_find_callback(
     ngx_http_webhook_sse_outbox_t *ob, ngx_str_t *session);
 static ngx_http_webhook_sse_endpoint_t *ngx_http_webhook_sse_outbox_endpoint(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *key);
@@ -1442,6 +1443,7 @@ ngx_http_webhook_sse_outbox_done(void *data,
 {
     ngx_http_webhook_sse_attempt_t *a = data;
 
+    size_t                            endpoint_len;
     int64_t                           now, wait;
     ngx_uint_t                        retry, disable, outcome, attempts;
     ngx_http_webhook_sse_zone_t      *zone;
@@ -1449,9 +1451,7 @@ ngx_http_webhook_sse_outbox_done(void *data,
     ngx_http_webhook_sse_courier_t   *courier;
     ngx_http_webhook_sse_endpoint_t  *ep;
     ngx_http_webhook_sse_delivery_t  *d;
-    u_char                            endpoint[NGX_HTTP_WEBHOOK_SSE_ENDPOINT_MAX];
-    size_t                            endpoint_len;
-
+    u_char                     endpoint[NGX_HTTP_WEBHOOK_SSE_ENDPOINT_MAX];
 
     courier = a->courier;
     zone = courier->zone;
