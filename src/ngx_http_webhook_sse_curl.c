@@ -23,10 +23,15 @@
 #include "ngx_http_webhook_sse_module.h"
 
 
+/* request headers a transfer may carry */
+#define NGX_HTTP_WEBHOOK_SSE_CURL_HEADERS  16
+
+
 typedef struct {
     ngx_queue_t                          link;
     CURL                                *easy;
-    struct curl_slist                   *headers;
+    /* libcurl's list type in our memory: no allocation per header */
+    struct curl_slist          headers[NGX_HTTP_WEBHOOK_SSE_CURL_HEADERS];
     ngx_http_webhook_sse_post_done_pt    done;
     void                                *data;
     ngx_http_webhook_sse_allow_t        *allow;
@@ -144,7 +149,6 @@ ngx_http_webhook_sse_curl_exit(void)
 
         curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
         curl_easy_cleanup(t->easy);
-        curl_slist_free_all(t->headers);
         ngx_free(t);
     }
 
@@ -181,10 +185,9 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     ngx_http_webhook_sse_post_done_pt done, void *data)
 {
     CURL                             *easy;
-    char                            **h;
     CURLcode                          rc;
     CURLMcode                         mrc;
-    struct curl_slist                *list;
+    ngx_uint_t                        n;
     ngx_http_webhook_sse_transfer_t  *t;
 
     if (ngx_http_webhook_sse_multi == NULL) {
@@ -202,13 +205,14 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     t->allow = post->allow;
     t->plain = post->plain;
 
-    for (h = post->headers; *h; h++) {
-        list = curl_slist_append(t->headers, *h);
-        if (list == NULL) {
+    for (n = 0; post->headers[n]; n++) {
+        if (n == NGX_HTTP_WEBHOOK_SSE_CURL_HEADERS) {
             goto failed;
         }
 
-        t->headers = list;
+        t->headers[n].data = post->headers[n];
+        t->headers[n].next = post->headers[n + 1] ? &t->headers[n + 1]
+                                                  : NULL;
     }
 
     if (ngx_http_webhook_sse_curl_neasy) {
@@ -230,7 +234,7 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     rc |= curl_easy_setopt(easy, CURLOPT_POSTFIELDS, post->body.data);
     rc |= curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                            (curl_off_t) post->body.len);
-    rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers);
+    rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, n ? t->headers : NULL);
     rc |= curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) post->timeout);
     rc |= curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     rc |= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -281,7 +285,6 @@ failed:
         curl_easy_cleanup(t->easy);
     }
 
-    curl_slist_free_all(t->headers);
     ngx_free(t);
 
     return NGX_ERROR;
@@ -520,7 +523,6 @@ ngx_http_webhook_sse_curl_finished(void)
         ngx_queue_remove(&t->link);
 
         curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
-        curl_slist_free_all(t->headers);
 
         /* a reset handle keeps its buffers and caches for the next one */
         if (ngx_http_webhook_sse_curl_neasy < NGX_HTTP_WEBHOOK_SSE_EASY_KEEP)
