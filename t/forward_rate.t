@@ -76,17 +76,19 @@ $max_inflight = $_->{inflight} > $max_inflight ? $_->{inflight}
 cmp_ok($max_inflight, '<=', 10,
        "concurrency never above 10 (at most $max_inflight seen)");
 
-# the rate, as the receiver saw it: in any 2 s window at most 2 s worth,
-# plus 10% for arrival jitter on a busy machine
+# the rate, as the receiver saw it: in any 4 s window at most 4 s worth,
+# plus 10% for arrival jitter on a busy machine (a receiver stalled for
+# 0.4 s gets that much at once); without the limit the endpoint would
+# take 500 a second (10 at once, 10 ms each)
 
 my @times = sort { $a <=> $b } map { $_->{t} } @got;
 my ($max, $j) = (0, 0);
 for my $i (0 .. $#times) {
-    $j++ while $j < @times && $times[$j] < $times[$i] + 2;
+    $j++ while $j < @times && $times[$j] < $times[$i] + 4;
     $max = $j - $i if $j - $i > $max;
 }
-cmp_ok($max, '<=', 2 * $RATE * 1.1 + 2,
-       "rate never above ${RATE}r/s ($max in the busiest 2 s)");
+cmp_ok($max, '<=', 4 * $RATE * 1.1 + 2,
+       "rate never above ${RATE}r/s ($max in the busiest 4 s)");
 my $span = $times[-1] - $times[0];
 cmp_ok($span, '>=', 1999 / $RATE * 0.9,
        sprintf('2000 deliveries took %.1f s at %dr/s', $span, $RATE));
