@@ -199,6 +199,60 @@ test_signature(void)
 }
 
 
+static int
+registration(const char *body, ngx_http_webhook_sse_registration_t *reg)
+{
+    return ngx_http_webhook_sse_payload_registration(
+               (const unsigned char *) body, strlen(body), reg);
+}
+
+
+static void
+test_registration(void)
+{
+    int                                  rc;
+    ngx_http_webhook_sse_registration_t  reg;
+
+    rc = registration("{\"sessionId\":\"s1\",\"other\":[1],"
+                      "\"callback_url\":\"https://x.example/h\","
+                      "\"secret\":\"whsec_abc\"}", &reg);
+    check(rc == 0, "registration: parsed");
+    check_str(reg.session, reg.session_len, "s1", "registration: sessionId");
+    check_str(reg.url, reg.url_len, "https://x.example/h",
+              "registration: callback_url");
+    check_str(reg.secret, reg.secret_len, "whsec_abc",
+              "registration: secret");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+
+    rc = registration("{\"sessionId\":\"s1\",\"callback_url\":\"u\"}", &reg);
+    check(rc == 0 && reg.secret == NULL, "registration: no secret");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+
+    rc = registration("{\"callback_url\":\"u\"}", &reg);
+    check(rc == -1 && strcmp(reg.error, "sessionId is required") == 0,
+          "registration: sessionId is required");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+
+    rc = registration("{\"sessionId\":\"s\"}", &reg);
+    check(rc == -1 && strcmp(reg.error, "callback_url is required") == 0,
+          "registration: callback_url is required");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+
+    rc = registration("{\"sessionId\":1,\"callback_url\":\"u\"}", &reg);
+    check(rc == -1 && strcmp(reg.error, "sessionId must be a string") == 0,
+          "registration: a number is not a session");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+
+    rc = registration("[1]", &reg);
+    check(rc == -1, "registration: not an object");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+
+    rc = registration("{\"sessionId\":", &reg);
+    check(rc == -1, "registration: not JSON");
+    ngx_http_webhook_sse_payload_registration_free(&reg);
+}
+
+
 static void
 test_iso8601(void)
 {
@@ -220,6 +274,7 @@ main(void)
     test_event();
     test_conversation();
     test_signature();
+    test_registration();
     test_iso8601();
 
     printf("1..%d\n", tests);
