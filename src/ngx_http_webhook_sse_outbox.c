@@ -44,6 +44,9 @@
 /* failed and dead deliveries kept per zone (for redrive), oldest dropped */
 #define NGX_HTTP_WEBHOOK_SSE_KEPT_MAX     1000
 
+/* endpoints kept with their figures; past it idle ones are forgotten */
+#define NGX_HTTP_WEBHOOK_SSE_ENDPOINTS_MAX  1024
+
 /* how often a worker looks for work others left (expired leases) */
 #define NGX_HTTP_WEBHOOK_SSE_SWEEP        1000
 
@@ -140,6 +143,9 @@ struct ngx_http_webhook_sse_outbox_s {
     ngx_rbtree_t                      callbacks;
     ngx_rbtree_node_t                 callbacks_sentinel;
     ngx_uint_t                        ncallbacks;
+    /* bytes of registrations: at most a quarter of the zone */
+    size_t                            callback_bytes;
+    ngx_uint_t                        nendpoints;
     ngx_rbtree_t                      deliveries;
     ngx_rbtree_node_t                 deliveries_sentinel;
     ngx_rbtree_t                      endpoints;
@@ -879,6 +885,7 @@ ngx_http_webhook_sse_outbox_endpoint(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *key)
 {
     uint32_t                          hash;
+    ngx_queue_t                      *q;
     ngx_rbtree_node_t                *node, *sentinel;
     ngx_http_webhook_sse_outbox_t    *ob;
     ngx_http_webhook_sse_endpoint_t  *ep;
@@ -908,11 +915,36 @@ ngx_http_webhook_sse_outbox_endpoint(ngx_http_webhook_sse_zone_t *zone,
         node = node->right;
     }
 
+    /*
+     * Run-time callbacks may name any number of hosts: past the bound,
+     * the oldest endpoint with nothing queued, in flight or kept goes,
+     * and its figures with it.
+     */
+
+    if (ob->nendpoints >= NGX_HTTP_WEBHOOK_SSE_ENDPOINTS_MAX) {
+        for (q = ngx_queue_head(&ob->endpoint_list);
+             q != ngx_queue_sentinel(&ob->endpoint_list);
+             q = ngx_queue_next(q))
+        {
+            ep = ngx_queue_data(q, ngx_http_webhook_sse_endpoint_t, link);
+
+            if (ep->nqueued == 0 && ep->ninflight == 0 && ep->nkept == 0) {
+                ngx_queue_remove(&ep->link);
+                ngx_rbtree_delete(&ob->endpoints, &ep->node);
+                ngx_slab_free_locked(zone->shpool, ep);
+                ob->nendpoints--;
+                break;
+            }
+        }
+    }
+
     ep = ngx_http_webhook_sse_outbox_alloc(zone,
                   offsetof(ngx_http_webhook_sse_endpoint_t, key) + key->len);
     if (ep == NULL) {
         return NULL;
     }
+
+    ob->nendpoints++;
 
     ngx_memzero(ep, offsetof(ngx_http_webhook_sse_endpoint_t, key));
 
@@ -1882,7 +1914,7 @@ ngx_http_webhook_sse_outbox_register(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_str_t *url, ngx_str_t *secret)
 {
     u_char                           *p;
-    size_t                            size;
+    size_t                            size, old_size;
     ngx_http_webhook_sse_outbox_t    *ob;
     ngx_http_webhook_sse_callback_t  *cb, *old;
 
@@ -1897,20 +1929,35 @@ ngx_http_webhook_sse_outbox_register(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_http_webhook_sse_store_lock(zone);
 
+    /* a later registration replaces an earlier one, once it is stored */
+
+    old = ngx_http_webhook_sse_outbox_find_callback(ob, session);
+    old_size = 0;
+
+    if (old) {
+        old_size = offsetof(ngx_http_webhook_sse_callback_t, data)
+                   + old->session_len + old->url_len + old->secret_len;
+    }
+
+    /* registrations may push out messages, not fill the zone with them */
+
+    if (ob->callback_bytes - old_size + size > zone->shm_zone->shm.size / 4)
+    {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
     cb = ngx_http_webhook_sse_outbox_alloc(zone, size);
     if (cb == NULL) {
         ngx_http_webhook_sse_store_unlock(zone);
         return NGX_DECLINED;
     }
 
-    /* a later registration replaces an earlier one */
-
-    old = ngx_http_webhook_sse_outbox_find_callback(ob, session);
-
     if (old) {
         ngx_rbtree_delete(&ob->callbacks, &old->node);
         ngx_slab_free_locked(zone->shpool, old);
         ob->ncallbacks--;
+        ob->callback_bytes -= old_size;
     }
 
     cb->node.key = ngx_crc32_short(session->data, session->len);
@@ -1924,6 +1971,7 @@ ngx_http_webhook_sse_outbox_register(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_rbtree_insert(&ob->callbacks, &cb->node);
     ob->ncallbacks++;
+    ob->callback_bytes += size;
 
     ngx_http_webhook_sse_store_unlock(zone);
 
@@ -1990,8 +2038,11 @@ ngx_http_webhook_sse_outbox_unregister(ngx_http_webhook_sse_zone_t *zone,
 
     if (cb) {
         ngx_rbtree_delete(&ob->callbacks, &cb->node);
-        ngx_slab_free_locked(zone->shpool, cb);
         ob->ncallbacks--;
+        ob->callback_bytes -= offsetof(ngx_http_webhook_sse_callback_t, data)
+                              + cb->session_len + cb->url_len
+                              + cb->secret_len;
+        ngx_slab_free_locked(zone->shpool, cb);
     }
 
     ngx_http_webhook_sse_store_unlock(zone);

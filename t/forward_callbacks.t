@@ -199,4 +199,27 @@ is($ep->{kept}, 0, 'no longer kept');
 is(call('POST', "$cb?redrive=all")->{json}{redriven}, 1,
    'redrive=all: the refused one too');
 
+# registrations take at most a quarter of the zone (1m here)
+
+my ($stored, $full) = (0);
+my $long = 'https://hooks.example.com/' . ('x' x 1900);
+for my $i (1 .. 400) {
+    $r = call('PUT', $cb, { sessionId => "many-$i", callback_url => $long });
+    if ($r->{status} != 200) {
+        $full = $r;
+        last;
+    }
+    $stored++;
+}
+is($full && $full->{status}, 503, 'registrations past a quarter of the zone: '
+   . "503 (after $stored)");
+like($full && $full->{json}{error}, qr/cannot store the callback/,
+     'saying why');
+cmp_ok($stored, '>=', 100, 'about 256k of registrations fit');
+is(call('GET', "$cb?sessionId=many-1")->{status}, 200,
+   'the earlier ones are kept');
+is(call('DELETE', "$cb?sessionId=many-1")->{status}, 200, 'one removed,');
+is(call('PUT', $cb, { sessionId => 'many-new', callback_url => $long })
+   ->{status}, 200, 'another fits');
+
 finish();
