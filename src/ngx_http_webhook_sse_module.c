@@ -171,6 +171,62 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, detach),
       NULL },
 
+    { ngx_string("webhook_forward"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_webhook_sse_forward,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_callbacks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_callbacks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_forward_retry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_timeout,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_concurrency,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_forward_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_certificate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -328,6 +384,11 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
     conf->detach = NGX_CONF_UNSET;
 
+    conf->forward = ngx_http_webhook_sse_forward_create_conf(cf);
+    if (conf->forward == NULL) {
+        return NULL;
+    }
+
     return conf;
 }
 
@@ -416,7 +477,7 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               256 * 1024);
     ngx_conf_merge_value(conf->detach, prev->detach, 1);
 
-    return NGX_CONF_OK;
+    return ngx_http_webhook_sse_forward_merge(cf, prev, conf);
 }
 
 
@@ -941,7 +1002,7 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    return NGX_OK;
+    return ngx_http_webhook_sse_outbox_init_process(cycle);
 }
 
 
@@ -952,6 +1013,8 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
     ngx_list_part_t              *part;
     ngx_shm_zone_t               *shm_zone;
     ngx_http_webhook_sse_zone_t  *zone;
+
+    ngx_http_webhook_sse_outbox_exit_process(cycle);
 
     part = &cycle->shared_memory.part;
     shm_zone = part->elts;

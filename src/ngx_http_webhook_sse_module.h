@@ -14,6 +14,7 @@
 
 #include "ngx_http_webhook_sse_json.h"
 #include "ngx_http_webhook_sse_store.h"
+#include "ngx_http_webhook_sse_forward.h"
 
 
 /* "<epoch>-<seq>": two 64-bit decimals and a dash */
@@ -67,6 +68,9 @@ typedef struct {
 
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
+
+    /* outbound delivery (ngx_http_webhook_sse_forward_conf.c) */
+    ngx_http_webhook_sse_forward_conf_t  *forward;
 } ngx_http_webhook_sse_loc_conf_t;
 
 

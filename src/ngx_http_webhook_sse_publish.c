@@ -548,6 +548,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     u_char                         *p;
     ngx_str_t                       logged;
     ngx_int_t                       rc;
+    ngx_str_t                       id;
     ngx_pid_t                       wake[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_uint_t                      i, nwake;
     ngx_http_webhook_sse_ctx_t     *ctx;
@@ -564,6 +565,13 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ctx->session = *session;
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
+
+    if (ngx_http_webhook_sse_outbox_admit(r) != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the outbound delivery queue "
+                                               "is full");
+    }
 
     rc = ngx_http_webhook_sse_store_publish(zone, session, extra, members,
                                             idem, &stored, wake, &nwake);
@@ -624,6 +632,14 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
                                                          zone->sh->epoch,
                                                          stored.seq);
     ctx->message_time = stored.time;
+
+    if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_NEW) {
+        id.data = ctx->message_id;
+        id.len = ctx->message_id_len;
+
+        ngx_http_webhook_sse_outbox_enqueue(r, session, &id, stored.time,
+                                            extra, members);
+    }
 
     return ngx_http_webhook_sse_publish_answer(r, wlcf, ctx);
 }

@@ -28,6 +28,7 @@
 
 #include "ngx_http_webhook_sse_module.h"
 #include "ngx_http_webhook_sse_redis.h"
+#include "ngx_http_webhook_sse_forward.h"
 
 
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_PUBLISH   0
@@ -1678,6 +1679,13 @@ ngx_http_webhook_sse_redis_publish(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
 
+    if (ngx_http_webhook_sse_outbox_admit(r) != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the outbound delivery queue "
+                                               "is full");
+    }
+
     /* what the zones of the hosts could not keep is refused, as locally */
 
     len = offsetof(ngx_http_webhook_sse_msg_t, data)
@@ -1941,7 +1949,7 @@ ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
 {
     uint64_t                       outcome, epoch, seq;
     int64_t                        time;
-    ngx_str_t                     *name;
+    ngx_str_t                     *name, session, fields, id, none;
     ngx_uint_t                     level;
     ngx_http_webhook_sse_ctx_t    *ctx;
 
@@ -2030,6 +2038,20 @@ ngx_http_webhook_sse_redis_answer(ngx_http_request_t *r,
     ctx->message_id_len = ngx_http_webhook_sse_format_id(ctx->message_id,
                                                          epoch, seq);
     ctx->message_time = time;
+
+    /* webhook_forward: the host that took the publish delivers it */
+    if (outcome == NGX_HTTP_WEBHOOK_SSE_KEY_NEW) {
+        session.data = (u_char *) pub->argv[10];
+        session.len = pub->argvlen[10];
+        fields.data = (u_char *) pub->argv[11];
+        fields.len = pub->argvlen[11];
+        id.data = ctx->message_id;
+        id.len = ctx->message_id_len;
+        ngx_str_null(&none);
+
+        ngx_http_webhook_sse_outbox_enqueue(r, &session, &id, time, &fields,
+                                            &none);
+    }
 
     return ngx_http_webhook_sse_publish_answer(r,
                    ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module),

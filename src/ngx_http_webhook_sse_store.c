@@ -537,6 +537,19 @@ ngx_http_webhook_sse_store_unfetched(ngx_http_webhook_sse_msg_t *msg)
 }
 
 
+/*
+ * For other users of the zone (outbound deliveries): memory made by
+ * evicting what the store may evict, as for a message.
+ */
+
+void *
+ngx_http_webhook_sse_store_alloc_evicting(ngx_http_webhook_sse_zone_t *zone,
+    size_t size)
+{
+    return ngx_http_webhook_sse_store_alloc(zone, size, NULL);
+}
+
+
 static void *
 ngx_http_webhook_sse_store_alloc(ngx_http_webhook_sse_zone_t *zone,
     size_t size, ngx_http_webhook_sse_channel_t *keep)

@@ -31,6 +31,7 @@
 
 
 typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
+typedef struct ngx_http_webhook_sse_outbox_s  ngx_http_webhook_sse_outbox_t;
 
 
 typedef struct {
@@ -114,6 +115,9 @@ typedef struct {
     ngx_atomic_t                     delivered;
 
     ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+
+    /* outbound deliveries (ngx_http_webhook_sse_outbox.c) */
+    ngx_http_webhook_sse_outbox_t   *outbox;
 } ngx_http_webhook_sse_shctx_t;
 
 
@@ -230,10 +234,11 @@ void ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker);
 ngx_int_t ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_copies_t *copies);
-ngx_uint_t ngx_http_webhook_sse_store_has_news(
-    ngx_http_webhook_sse_zone_t *zone);
 void ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid);
+
+void *ngx_http_webhook_sse_store_alloc_evicting(
+    ngx_http_webhook_sse_zone_t *zone, size_t size);
 
 /* zone lock held */
 void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
