@@ -297,7 +297,7 @@ ngx_http_webhook_sse_connected(ngx_http_webhook_sse_stream_t *stream,
 
     p = ngx_cpymem(p, "}\n\n", 3);
 
-    if (ngx_http_webhook_sse_output_append(stream, NULL, text, p - text)
+    if (ngx_http_webhook_sse_output_append_text(stream, text, p - text)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -448,7 +448,7 @@ ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
 
     /* a stream still sending has no need of a heartbeat */
     if (stream->busy == NULL) {
-        if (ngx_http_webhook_sse_output_append(stream, NULL,
+        if (ngx_http_webhook_sse_output_append_text(stream,
                                         ngx_http_webhook_sse_heartbeat_text,
                                     sizeof(ngx_http_webhook_sse_heartbeat_text)
                                         - 1)
@@ -504,7 +504,7 @@ ngx_http_webhook_sse_stream_end_all(void *data)
             ngx_del_timer(&stream->heartbeat);
         }
 
-        if (ngx_http_webhook_sse_output_append(stream, NULL,
+        if (ngx_http_webhook_sse_output_append_text(stream,
                                         ngx_http_webhook_sse_retry_text,
                                         sizeof(ngx_http_webhook_sse_retry_text)
                                         - 1)
@@ -527,8 +527,7 @@ ngx_http_webhook_sse_stream_end_all(void *data)
                                             ngx_http_webhook_sse_last_chunk,
                                    sizeof(ngx_http_webhook_sse_last_chunk) - 1)
                 != NGX_OK
-                /* the terminating chunk goes out as it is */
-                || ngx_http_webhook_sse_output_flush_detached(stream, 0)
+                || ngx_http_webhook_sse_output_flush_detached(stream)
                    != NGX_OK))
         {
             ngx_http_webhook_sse_stream_close(stream, NGX_ERROR);
