@@ -82,8 +82,9 @@ typedef struct {
     ngx_queue_t                        streams;
     ngx_uint_t                         nstreams;
 
-    /* streams given events by a delivery, written once it is done */
+    /* streams given events by a delivery, written a slice at a time */
     ngx_queue_t                        touched;
+    ngx_event_t                        writer;
 
     /* events alive in this worker, by sequence number */
     ngx_rbtree_t                       events;
