@@ -124,7 +124,8 @@ ngx_http_webhook_sse_history_handler(ngx_http_request_t *r)
 
     /* the JSON of the first "limit" events, and whether more remain */
 
-    len = sizeof("{\"events\":[],\"next\":\"\"}\n") + NGX_HTTP_WEBHOOK_SSE_ID_LEN;
+    len = sizeof("{\"events\":[],\"next\":\"\"}\n")
+          + NGX_HTTP_WEBHOOK_SSE_ID_LEN;
 
     p = start;
     last = NULL;

@@ -53,9 +53,9 @@ static void ngx_http_webhook_sse_presence_announce(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_stream_t *stream,
     ngx_str_t *session, ngx_uint_t transition, ngx_uint_t streams,
     int64_t time);
-static u_char *ngx_http_webhook_sse_presence_event(ngx_pool_t *pool,
+static ngx_int_t ngx_http_webhook_sse_presence_event(ngx_pool_t *pool,
     ngx_str_t *key, ngx_str_t *session, ngx_uint_t transition,
-    ngx_uint_t streams, int64_t time, size_t *len);
+    ngx_uint_t streams, int64_t time, ngx_str_t *sse, ngx_str_t *json);
 
 
 ngx_int_t
@@ -289,8 +289,8 @@ ngx_http_webhook_sse_presence_answer(ngx_http_request_t *r,
     zone = wlcf->presence->data;
     key = &wlcf->session_key;
 
-    info = ngx_palloc(r->pool,
-                      (n ? n : 1) * sizeof(ngx_http_webhook_sse_presence_info_t));
+    info = ngx_palloc(r->pool, (n ? n : 1)
+                               * sizeof(ngx_http_webhook_sse_presence_info_t));
     if (info == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -466,14 +466,17 @@ ngx_http_webhook_sse_presence_timer(ngx_event_t *ev)
 
 
 /*
- * A session opened or closed.  The one place both transitions pass, in
- * the worker that saw them, after the zone was unlocked: the stream that
- * opened the session gets the event (webhook_presence_events on), and the
- * log has it.
+ * A session opened or closed: the one place both transitions pass, once
+ * per transition in the whole zone (the zone decided it under its lock),
+ * in the worker that saw it, after the zone was unlocked.  The log has it
+ * and, with webhook_presence_events on, the stream that opened the
+ * session gets the event.
  *
- * Outbound join/leave POSTs (webhook_forward ... events=presence) hook in
- * here: enqueue the same event text (ngx_http_webhook_sse_presence_event)
- * as a delivery for the zone; "stream" is NULL for a close.
+ * HOOK for outbound join/leave POSTs (webhook_forward ... events=presence):
+ * enqueue a delivery here, for every transition, with the JSON object
+ * ngx_http_webhook_sse_presence_event() builds ("json"; allocate it from
+ * the delivery's own memory: "stream" is NULL for a close, which comes
+ * from the grace timer with no request).  Nothing else needs to change.
  */
 
 static void
@@ -481,8 +484,7 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
     ngx_uint_t transition, ngx_uint_t streams, int64_t time)
 {
-    u_char  *text;
-    size_t   len;
+    ngx_str_t  sse, json;
 
     /* a session is 1..256 bytes without control characters */
 
@@ -498,18 +500,14 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
         return;
     }
 
-    text = ngx_http_webhook_sse_presence_event(stream->request->pool,
-                                               &stream->conf->session_key,
-                                               session, transition, streams,
-                                               time, &len);
-    if (text == NULL) {
-        return;
-    }
-
-    /* "data: " and the blank line that ends the event */
-
-    if (ngx_http_webhook_sse_output_append(stream, NULL, text, len)
-        != NGX_OK)
+    if (ngx_http_webhook_sse_presence_event(stream->request->pool,
+                                            &stream->conf->session_key,
+                                            session, transition, streams,
+                                            time, &sse, &json)
+        != NGX_OK
+        || ngx_http_webhook_sse_output_append(stream, NULL, sse.data,
+                                              sse.len)
+           != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, zone->log, 0,
                       "webhook presence: no memory for an event");
@@ -518,14 +516,15 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
 
 
 /*
- * data: {"type":"session_opened"|"session_closed","sessionId":..,
- *        "streams":N,"timestamp":..}
+ * {"type":"session_opened"|"session_closed","sessionId":..,"streams":N,
+ *  "timestamp":..} as "json", and as an SSE event without an id ("sse":
+ *  "data: <json>" and the blank line that ends it), in one allocation.
  */
 
-static u_char *
+static ngx_int_t
 ngx_http_webhook_sse_presence_event(ngx_pool_t *pool, ngx_str_t *key,
     ngx_str_t *session, ngx_uint_t transition, ngx_uint_t streams,
-    int64_t time, size_t *len)
+    int64_t time, ngx_str_t *sse, ngx_str_t *json)
 {
     u_char  *text, *p;
 
@@ -535,19 +534,27 @@ ngx_http_webhook_sse_presence_event(ngx_pool_t *pool, ngx_str_t *key,
                              + key->len * 6 + session->len * 6
                              + NGX_INT_T_LEN + NGX_INT64_LEN);
     if (text == NULL) {
-        return NULL;
+        return NGX_ERROR;
     }
 
-    p = ngx_sprintf(text, "data: {\"type\":\"%s\",\"",
+    p = ngx_cpymem(text, "data: ", sizeof("data: ") - 1);
+
+    json->data = p;
+
+    p = ngx_sprintf(p, "{\"type\":\"%s\",\"",
                     transition == NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED
                     ? "session_opened" : "session_closed");
     p += ngx_http_webhook_sse_json_escape(p, key->data, key->len);
     p = ngx_cpymem(p, "\":\"", 3);
     p += ngx_http_webhook_sse_json_escape(p, session->data, session->len);
-    p = ngx_sprintf(p, "\",\"streams\":%ui,\"timestamp\":%L}\n\n",
-                    streams, time);
+    p = ngx_sprintf(p, "\",\"streams\":%ui,\"timestamp\":%L}", streams, time);
 
-    *len = p - text;
+    json->len = p - json->data;
 
-    return text;
+    p = ngx_cpymem(p, "\n\n", 2);
+
+    sse->data = text;
+    sse->len = p - text;
+
+    return NGX_OK;
 }
