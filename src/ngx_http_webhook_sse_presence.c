@@ -9,8 +9,9 @@
  * stream, and closes when it has had none for its grace period
  * (webhook_presence_grace), so that a reconnect is neither.  Grace periods
  * end by a timer of whichever worker looks first: the one that started
- * it, one that started after it (a reload, a killed worker), or one whose
- * stream or presence request saw it pending.
+ * it, one that started after it (a reload, a killed worker: it looks
+ * once a second while workers of an older generation are still there),
+ * or one whose stream or presence request saw it pending.
  */
 
 
@@ -430,7 +431,8 @@ ngx_http_webhook_sse_presence_timer(ngx_event_t *ev)
     size_t                          used;
     int64_t                         next, now;
     ngx_str_t                       session;
-    ngx_uint_t                      more;
+    ngx_uint_t                      more, slots;
+    ngx_core_conf_t                *ccf;
     ngx_http_webhook_sse_record_t  *rec;
 
     /* records are 8-byte aligned */
@@ -438,7 +440,8 @@ ngx_http_webhook_sse_presence_timer(ngx_event_t *ev)
 
     do {
         next = ngx_http_webhook_sse_store_settle(worker->zone, (u_char *) buf,
-                                                 sizeof(buf), &used, &more);
+                                                 sizeof(buf), &used, &more,
+                                                 &slots);
 
         now = ngx_http_webhook_sse_now();
 
@@ -460,6 +463,22 @@ ngx_http_webhook_sse_presence_timer(ngx_event_t *ev)
         }
 
     } while (more);
+
+    /*
+     * Workers of an older generation still have slots (a reload): the
+     * grace periods they start as they end their streams may outlive
+     * them, so look again until they are gone.
+     */
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (next == 0 && ngx_process == NGX_PROCESS_WORKER && !ngx_exiting
+        && slots > (ngx_uint_t) ccf->worker_processes)
+    {
+        ngx_add_timer(ev, NGX_HTTP_WEBHOOK_SSE_PRESENCE_LOOK);
+        return;
+    }
 
     ngx_http_webhook_sse_presence_arm(worker, next);
 }

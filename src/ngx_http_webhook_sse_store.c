@@ -1608,16 +1608,19 @@ ngx_http_webhook_sse_store_presence(ngx_http_webhook_sse_zone_t *zone,
 /*
  * Closes the sessions whose grace period is over, by any worker: their
  * names are copied out as records (channel id, len, the session) into the
- * buffer the caller allocated; "more" when it was too small for all.
- * Returns when the next grace period ends, 0: none runs.
+ * buffer the caller allocated; "more" when it was too small for all, and
+ * "slots" the worker slots in use.  Returns when the next grace period
+ * ends, 0: none runs.
  */
 
 int64_t
 ngx_http_webhook_sse_store_settle(ngx_http_webhook_sse_zone_t *zone,
-    u_char *buf, size_t size, size_t *used, ngx_uint_t *more)
+    u_char *buf, size_t size, size_t *used, ngx_uint_t *more,
+    ngx_uint_t *slots)
 {
     size_t                           rsize;
     int64_t                          now, next;
+    ngx_uint_t                       s;
     ngx_queue_t                     *q;
     ngx_http_webhook_sse_record_t   *rec;
     ngx_http_webhook_sse_shctx_t    *sh;
@@ -1661,6 +1664,14 @@ ngx_http_webhook_sse_store_settle(ngx_http_webhook_sse_zone_t *zone,
     }
 
     next = ngx_http_webhook_sse_store_first_leave(sh);
+
+    *slots = 0;
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+        if (sh->slots[s]) {
+            (*slots)++;
+        }
+    }
 
     ngx_http_webhook_sse_store_unlock(zone);
 

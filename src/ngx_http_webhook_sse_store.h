@@ -290,7 +290,8 @@ void ngx_http_webhook_sse_store_presence(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *sessions, ngx_http_webhook_sse_presence_info_t *info,
     ngx_uint_t n);
 int64_t ngx_http_webhook_sse_store_settle(ngx_http_webhook_sse_zone_t *zone,
-    u_char *buf, size_t size, size_t *used, ngx_uint_t *more);
+    u_char *buf, size_t size, size_t *used, ngx_uint_t *more,
+    ngx_uint_t *slots);
 int64_t ngx_http_webhook_sse_store_next_leave(
     ngx_http_webhook_sse_zone_t *zone);
 ngx_int_t ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
