@@ -383,17 +383,12 @@ ngx_http_webhook_sse_presence_changed(ngx_http_webhook_sse_worker_t *worker,
     ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
     ngx_http_webhook_sse_presence_change_t *change)
 {
-    switch (change->transition) {
+    /* closes are announced by the timer when grace periods end */
 
-    case NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED:
-    case NGX_HTTP_WEBHOOK_SSE_PRESENCE_CLOSED:
+    if (change->transition == NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED) {
         ngx_http_webhook_sse_presence_announce(worker->zone, stream, session,
                                                change->transition,
                                                change->streams, change->time);
-        break;
-
-    default:
-        break;
     }
 
     if (change->next_leave && !worker->presence.timer_set

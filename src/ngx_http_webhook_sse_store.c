@@ -1516,7 +1516,8 @@ ngx_http_webhook_sse_store_presence_total(
 
 /*
  * A present session whose last stream is gone: its grace period starts,
- * in the zone's queue by the time it ends; without one it is closed now.
+ * in the zone's queue by the time it ends (without one, it ends at once:
+ * the close is announced by the timer like any other).
  */
 
 static ngx_uint_t
@@ -1530,11 +1531,6 @@ ngx_http_webhook_sse_store_vacate(ngx_http_webhook_sse_zone_t *zone,
         || ngx_http_webhook_sse_store_presence_total(channel, NULL))
     {
         return NGX_HTTP_WEBHOOK_SSE_PRESENCE_NONE;
-    }
-
-    if (channel->grace == 0) {
-        channel->present = 0;
-        return NGX_HTTP_WEBHOOK_SSE_PRESENCE_CLOSED;
     }
 
     channel->leave_at = now + (int64_t) channel->grace;

@@ -40,6 +40,13 @@ my $t = WebhookSSE::Test->new(workers => 2, http => <<"EOF");
             add_header X-Worker \$pid always;
         }
 
+        location = /nograce {
+            webhook_stream chat;
+            webhook_replay 0;
+            webhook_presence_events on;
+            webhook_presence_grace off;
+        }
+
         location = /presence {
             webhook_presence chat;
             webhook_secret $SECRET;
@@ -189,6 +196,22 @@ my $again = open_stream('a');
 @ev = $again->wait_events(1, 5);
 is($ev[0]{json}{type}, 'session_opened', 'after it, a stream opens it again');
 $again->close;
+
+# without a grace period a session closes as its last stream ends
+
+my $g = $t->sse('/nograce?sessionId=g');
+@ev = $g->wait_events(2, 5);
+is($ev[1] && $ev[1]{json}{type}, 'session_opened',
+   'webhook_presence_grace off: the first stream opens the session');
+$g->close;
+ok(WebhookSSE::Test::wait_until(
+       sub { log_count(qr/session "g" closed/) == 1 }, 10),
+   'webhook_presence_grace off: it closes when its stream ends');
+$g = $t->sse('/nograce?sessionId=g');
+@ev = $g->wait_events(2, 5);
+is($ev[1] && $ev[1]{json}{type}, 'session_opened',
+   'webhook_presence_grace off: the next stream opens it again');
+$g->close;
 
 # ----- the POST form and the guard -------------------------------------------
 
