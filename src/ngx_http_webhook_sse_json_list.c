@@ -44,6 +44,21 @@ ngx_http_webhook_sse_json_list(const unsigned char *body, size_t len,
         return NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
     }
 
+    /*
+     * yajl's tree hands strings out NUL-terminated: one with an escaped
+     * NUL in it would pass for its beginning.  No session has one.
+     */
+
+    for (i = 0; i + 6 <= len; i++) {
+        if (text[i] == '\\' && text[i + 1] == 'u' && text[i + 2] == '0'
+            && text[i + 3] == '0' && text[i + 4] == '0' && text[i + 5] == '0')
+        {
+            free(text);
+            strcpy(error, "a session must not contain control characters");
+            return NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
+        }
+    }
+
     tree = yajl_tree_parse(text, NULL, 0);
     free(text);
 
