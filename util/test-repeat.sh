@@ -43,8 +43,10 @@ if [ "$hog" != none ] && ! command -v stress-ng > /dev/null; then
 fi
 
 mkdir -p "$dir"
+tests=("$@")
 
 hog_pid=
+run_pid=
 stop_hog()
 {
     if [ -n "$hog_pid" ]; then
@@ -53,7 +55,18 @@ stop_hog()
         hog_pid=
     fi
 }
-trap 'stop_hog; exit 130' INT TERM
+# interrupted: the run's process group (prove, the tests, which stop their
+# nginx on TERM) and the hog
+stop_all()
+{
+    if [ -n "$run_pid" ]; then
+        kill -TERM -- "-$run_pid" 2> /dev/null
+        wait "$run_pid" 2> /dev/null
+        run_pid=
+    fi
+    stop_hog
+}
+trap 'stop_all; exit 130' INT TERM
 trap stop_hog EXIT
 
 # the kept server directories of tests that are no longer running
@@ -90,18 +103,22 @@ for i in $(seq 1 "$n"); do
     fi
 
     start=$(date +%s)
-    {
-        echo "# $tag of $n, hog $hogged, asan $asan, $(date -u)," \
-             "load $(cut -d' ' -f1-3 /proc/loadavg)"
-        if [ "$asan" = 1 ]; then
-            util/test-asan.sh "$@"
-        elif [ $# -gt 0 ]; then
-            prove --timer "$@"
-        else
-            prove --timer -r t
-        fi
-    } > "$log" 2>&1 < /dev/null
+    echo "# $tag of $n, hog $hogged, asan $asan, $(date -u)," \
+         "load $(cut -d' ' -f1-3 /proc/loadavg)" > "$log"
+    if [ "$asan" = 1 ]; then
+        set -- util/test-asan.sh "${tests[@]}"
+    elif [ ${#tests[@]} -gt 0 ]; then
+        set -- prove --timer "${tests[@]}"
+    else
+        set -- prove --timer -r t
+    fi
+    # in a process group of its own, waited for in the background: a
+    # signal to this script ends the run at once (stop_all)
+    setsid "$@" >> "$log" 2>&1 < /dev/null &
+    run_pid=$!
+    wait "$run_pid"
     rc=$?
+    run_pid=
     secs=$(( $(date +%s) - start ))
     stop_hog
     keep_servroots "$dir/$tag"
