@@ -91,7 +91,7 @@ sub log_lines
     my ($re, $n) = @_;
     my @l;
     wait_until(sub { @l = grep { $_ =~ $re } split /\n/, $t->access_log;
-                     @l >= $n }, 5);
+                     @l >= $n }, 10);
     return @l;
 }
 
@@ -326,7 +326,13 @@ sub pinned_connection
     while ($sel->count && time < $deadline) {
         for my $fh ($sel->can_read(1)) {
             my $got = sysread $fh, $out{$fh}, 65536, length($out{$fh} // '');
-            $sel->remove($fh) unless $got;
+            next if $got;
+            # closed as an HTTP client closes after Connection: close:
+            # on a reused keep-alive connection nginx answers with a
+            # lingering close and logs the request only when the client
+            # closes, or after lingering_timeout (5 s)
+            $sel->remove($fh);
+            close $fh;
         }
     }
 
