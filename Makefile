@@ -3,8 +3,8 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test test-asan test-repeat test-browser bench fuzz \
-        clean
+.PHONY: all build deps receivers run test test-asan test-repeat test-browser \
+	test-deb deb bench fuzz clean
 
 all: build
 
@@ -17,19 +17,31 @@ build: deps
 run: build
 	@util/run.sh
 
-test: build
+# what only the tests need: promtool (t/status.t checks the metrics)
+TEST_PKGS = prometheus
+
+test: build receivers
+	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	prove -r t
 
+# the receivers of outbound deliveries the tests start: Flask (Debian
+# python3-flask) and Express with standardwebhooks (npm, t/receivers)
+receivers:
+	@pkgs=python3-flask; command -v npm > /dev/null || pkgs="$$pkgs nodejs npm"; \
+	    WEBHOOK_SSE_EXTRA_PKGS="$$pkgs" util/deps.sh
+	cd t/receivers && npm ci --no-audit --no-fund --loglevel=error
+
 # the module and the t/ suite under AddressSanitizer (build/asan/)
-test-asan: deps
+test-asan: deps receivers
+	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	@util/test-asan.sh
 
 # the suite N times in a row (default 20), a CPU hog (stress-ng) on every
 # core in half of the runs (HOG=half|all|none), ASAN=1 under
 # util/test-asan.sh, TESTS="t/a.t .." only those; prints the runs and the
 # failures per test file
-test-repeat: build
-	@WEBHOOK_SSE_EXTRA_PKGS=stress-ng util/deps.sh
+test-repeat: build receivers
+	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS) stress-ng" util/deps.sh
 	@N=$(or $(N),20) util/test-repeat.sh $(TESTS)
 
 # the demo page (conf/html) in headless Debian Chromium, driven by
@@ -41,6 +53,19 @@ test-browser: build
 	cd t/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
 	    npm ci --no-audit --no-fund --loglevel=error
 	cd t/browser && node --test --test-concurrency=1 demo.test.js
+
+# the Debian package build/deb/libnginx-mod-http-webhook-sse_<version>_<arch>.deb
+# (debian/, dpkg-buildpackage), checked by lintian
+DEB_PKGS = dpkg-dev debhelper fakeroot lintian binutils
+
+deb:
+	@WEBHOOK_SSE_EXTRA_PKGS="$(DEB_PKGS)" util/deps.sh
+	@util/deb.sh
+
+# builds the package, installs it into this machine's nginx, runs it on a
+# loopback port, purges it (docs/install.md); also an NGINX_SRC build
+test-deb: deb
+	@util/test-deb.sh
 
 # libFuzzer on the JSON code (clang; FUZZ_TIME seconds, default 120)
 fuzz:

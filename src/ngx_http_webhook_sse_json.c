@@ -1311,3 +1311,41 @@ ngx_http_webhook_sse_json_escape(unsigned char *dst, const unsigned char *src,
 
     return n;
 }
+
+
+int
+ngx_http_webhook_sse_json_utf8_valid(const unsigned char *s, size_t len)
+{
+    return ngx_http_webhook_sse_json_utf8_length(s, len) == len;
+}
+
+
+int
+ngx_http_webhook_sse_json_object_valid(const unsigned char *s, size_t len)
+{
+    int          ok;
+    size_t       i;
+    yajl_handle  parser;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+            break;
+        }
+    }
+
+    if (i == len || s[i] != '{') {
+        return 0;
+    }
+
+    parser = yajl_alloc(NULL, ngx_http_webhook_sse_json_alloc_funcs, NULL);
+    if (parser == NULL) {
+        return 0;
+    }
+
+    ok = yajl_parse(parser, s, len) == yajl_status_ok
+         && yajl_complete_parse(parser) == yajl_status_ok;
+
+    yajl_free(parser);
+
+    return ok;
+}

@@ -79,6 +79,13 @@ void ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res);
  */
 void ngx_http_webhook_sse_json_set_alloc(yajl_alloc_funcs *funcs);
 
+/* 1 when s is one JSON object, nothing else but white space around it */
+int ngx_http_webhook_sse_json_object_valid(const unsigned char *s,
+    size_t len);
+
+/* 1 when s is valid UTF-8 */
+int ngx_http_webhook_sse_json_utf8_valid(const unsigned char *s, size_t len);
+
 /* 1 when s is 1..256 bytes of valid UTF-8 without control characters */
 int ngx_http_webhook_sse_json_session_valid(const unsigned char *s,
     size_t len);

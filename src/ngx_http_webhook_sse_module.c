@@ -10,6 +10,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_stream.h"
+#include "ngx_http_webhook_sse_redis.h"
+#include "ngx_http_webhook_sse_persist.h"
 
 
 #define NGX_HTTP_WEBHOOK_SSE_FIELD_MAX  128
@@ -34,8 +37,12 @@ static char *ngx_http_webhook_sse_time_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v);
 static ngx_int_t ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle);
+static void ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_webhook_sse_replay_bounds = {
@@ -46,8 +53,15 @@ static ngx_conf_num_bounds_t  ngx_http_webhook_sse_replay_bounds = {
 static ngx_command_t  ngx_http_webhook_sse_commands[] = {
 
     { ngx_string("webhook_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1234,
       ngx_http_webhook_sse_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_webhook_sse_redis_conf,
       0,
       0,
       NULL },
@@ -115,6 +129,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, idempotency),
       NULL },
 
+    { ngx_string("webhook_publish_response"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_response_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_stream_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_webhook_sse_token_conf,
@@ -150,6 +171,62 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, detach),
       NULL },
 
+    { ngx_string("webhook_forward"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_webhook_sse_forward,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_callbacks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_callbacks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_forward_retry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_timeout,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_concurrency,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_forward_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_certificate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -175,18 +252,19 @@ ngx_module_t  ngx_http_webhook_sse_module = {
     ngx_http_webhook_sse_commands,         /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_webhook_sse_init_module,      /* init module */
     ngx_http_webhook_sse_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_webhook_sse_exit_process,     /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_webhook_sse_exit_master,      /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
 
 #define NGX_HTTP_WEBHOOK_SSE_VAR_MESSAGE_ID  0
 #define NGX_HTTP_WEBHOOK_SSE_VAR_SESSION     1
+#define NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP   2
 
 
 static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
@@ -197,6 +275,10 @@ static ngx_http_variable_t  ngx_http_webhook_sse_vars[] = {
 
     { ngx_string("webhook_session"), NULL,
       ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_SESSION,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_timestamp"), NULL,
+      ngx_http_webhook_sse_variable, NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -211,6 +293,8 @@ static ngx_int_t
 ngx_http_webhook_sse_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
+
+    ngx_http_webhook_sse_secrets_reset();
 
     for (v = ngx_http_webhook_sse_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -260,6 +344,10 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
         }
     }
 
+    if (ngx_http_webhook_sse_secrets_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_webhook_sse_error_filter_init(cf);
 }
 
@@ -290,10 +378,16 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->token_keys = NGX_CONF_UNSET_PTR;
     conf->idempotency = NGX_CONF_UNSET_MSEC;
+    conf->publish_response = NGX_CONF_UNSET_PTR;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
     conf->detach = NGX_CONF_UNSET;
+
+    conf->forward = ngx_http_webhook_sse_forward_create_conf(cf);
+    if (conf->forward == NULL) {
+        return NULL;
+    }
 
     return conf;
 }
@@ -352,6 +446,8 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_msec_value(conf->idempotency, prev->idempotency,
                               86400000);
+    ngx_conf_merge_ptr_value(conf->publish_response, prev->publish_response,
+                             NULL);
 
     if (conf->session_field.data == NULL) {
         conf->session_field = prev->session_field;
@@ -381,18 +477,18 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               256 * 1024);
     ngx_conf_merge_value(conf->detach, prev->detach, 1);
 
-    return NGX_CONF_OK;
+    return ngx_http_webhook_sse_forward_merge(cf, prev, conf);
 }
 
 
-/* webhook_zone zone=NAME:SIZE [history=N] [ttl=TIME] */
+/* webhook_zone zone=NAME:SIZE [history=N] [ttl=TIME] [persist=PATH] */
 
 static char *
 ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     u_char                       *p;
     ssize_t                       size;
-    ngx_str_t                    *value, name, s;
+    ngx_str_t                    *value, name, s, persist;
     ngx_int_t                     history;
     ngx_msec_t                    ttl;
     ngx_uint_t                    i;
@@ -405,6 +501,7 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     name.len = 0;
     history = 100;
     ttl = 3600 * 1000;
+    ngx_str_null(&persist);
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -472,6 +569,11 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "persist=", 8) == 0) {
+            persist = value[i];
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
@@ -492,6 +594,13 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->history = history;
     zone->ttl = ttl;
     zone->slot = -1;
+
+    if (persist.len
+        && ngx_http_webhook_sse_persist_conf(cf, zone, &persist)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_webhook_sse_module);
@@ -742,6 +851,14 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_sse_module);
 
+    if (ctx == NULL && r != r->main) {
+        ctx = ngx_http_get_module_ctx(r->main, ngx_http_webhook_sse_module);
+    }
+
+    if (ctx == NULL && data == NGX_HTTP_WEBHOOK_SSE_VAR_SESSION) {
+        return ngx_http_webhook_sse_session_variable(r->main, v);
+    }
+
     if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
@@ -756,6 +873,19 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
         v->data = ctx->message_id;
         v->len = ctx->message_id_len;
 
+    } else if (data == NGX_HTTP_WEBHOOK_SSE_VAR_TIMESTAMP) {
+        if (ctx->message_id_len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (v->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(v->data, "%L", ctx->message_time) - v->data;
+
     } else {
         v->data = ctx->session.data;
         v->len = ctx->session.len;
@@ -769,13 +899,53 @@ ngx_http_webhook_sse_variable(ngx_http_request_t *r,
 }
 
 
+/*
+ * $webhook_session before the handler ran: e.g. in an auth_request
+ * subrequest, the session the main request's location will stream, from
+ * the same webhook_session value and checks, so that an application asked
+ * about it sees exactly that session (not its own parse of the URI).
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         session;
+    const char                       *error;
+    ngx_http_webhook_sse_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
+
+    rc = ngx_http_webhook_sse_session_value(r, wlcf, &session, &error);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED || session.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = session.data;
+    v->len = session.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                    i;
-    ngx_list_part_t              *part;
-    ngx_shm_zone_t               *shm_zone;
-    ngx_http_webhook_sse_zone_t  *zone;
+    ngx_uint_t                      i;
+    ngx_list_part_t                *part;
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_webhook_sse_zone_t    *zone;
+    ngx_http_webhook_sse_worker_t  *worker;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -805,10 +975,9 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         zone = shm_zone[i].data;
         zone->log = cycle->log;
 
-        ngx_rbtree_init(&zone->lchannels, &zone->lsentinel,
-                        ngx_rbtree_insert_value);
-        ngx_queue_init(&zone->streams);
-        ngx_queue_init(&zone->touched);
+        if (zone->redis) {
+            ngx_http_webhook_sse_redis_init_process(cycle, zone);
+        }
 
         /*
          * A worker that cannot take part in streaming still serves
@@ -819,12 +988,21 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        if (ngx_http_webhook_sse_notify_init(cycle, zone) != NGX_OK) {
+        worker = ngx_http_webhook_sse_fanout_init(cycle, zone,
+                                            ngx_http_webhook_sse_stream_close);
+
+        if (worker == NULL
+            || ngx_http_webhook_sse_notify_init(cycle, zone,
+                                           ngx_http_webhook_sse_fanout_deliver,
+                                           ngx_http_webhook_sse_stream_end_all,
+                                           worker)
+               != NGX_OK)
+        {
             ngx_http_webhook_sse_store_free_slot(zone);
         }
     }
 
-    return NGX_OK;
+    return ngx_http_webhook_sse_outbox_init_process(cycle);
 }
 
 
@@ -835,6 +1013,8 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
     ngx_list_part_t              *part;
     ngx_shm_zone_t               *shm_zone;
     ngx_http_webhook_sse_zone_t  *zone;
+
+    ngx_http_webhook_sse_outbox_exit_process(cycle);
 
     part = &cycle->shared_memory.part;
     shm_zone = part->elts;
@@ -859,5 +1039,87 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 
         ngx_http_webhook_sse_notify_exit(zone);
         ngx_http_webhook_sse_store_free_slot(zone);
+
+        if (zone->redis) {
+            ngx_http_webhook_sse_redis_exit_process(zone);
+        }
+    }
+}
+
+
+/*
+ * Which build runs: once in the master at start and on each reload (the
+ * text is also what `strings` finds in the .so, docs/install.md); and,
+ * with persist=, the first start loads what the last stop saved.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "webhook-sse/" NGX_HTTP_WEBHOOK_SSE_VERSION
+                  " (built for " NGINX_VER ")");
+
+    if (ngx_test_config || ngx_process == NGX_PROCESS_SIGNALLER
+        || !ngx_is_init_cycle(cycle->old_cycle))
+    {
+        return NGX_OK;
+    }
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
+            ngx_http_webhook_sse_persist_load(cycle, shm_zone[i].data);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* persist=: the workers are gone, the zone is saved */
+
+static void
+ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
+            ngx_http_webhook_sse_persist_save(cycle, shm_zone[i].data);
+        }
     }
 }

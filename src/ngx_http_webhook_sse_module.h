@@ -14,6 +14,7 @@
 
 #include "ngx_http_webhook_sse_json.h"
 #include "ngx_http_webhook_sse_store.h"
+#include "ngx_http_webhook_sse_forward.h"
 
 
 /* "<epoch>-<seq>": two 64-bit decimals and a dash */
@@ -50,6 +51,9 @@ typedef struct {
     /* webhook_idempotency: the window, 0 when off */
     ngx_msec_t                   idempotency;
 
+    /* webhook_publish_response: parts of the template, NULL: default */
+    ngx_array_t                 *publish_response;
+
     /* empty string: off */
     ngx_str_t                    session_field;
     ngx_str_t                    message_field;
@@ -64,80 +68,22 @@ typedef struct {
 
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
+
+    /* outbound delivery (ngx_http_webhook_sse_forward_conf.c) */
+    ngx_http_webhook_sse_forward_conf_t  *forward;
 } ngx_http_webhook_sse_loc_conf_t;
 
 
-typedef struct ngx_http_webhook_sse_lchannel_s  ngx_http_webhook_sse_lchannel_t;
-typedef struct ngx_http_webhook_sse_event_s  ngx_http_webhook_sse_event_t;
-
-
-/* one formatted SSE event in worker memory, shared by the streams */
-struct ngx_http_webhook_sse_event_s {
-    ngx_http_webhook_sse_event_t  *next;
-    ngx_uint_t                     refs;
-    uint64_t                       seq;
-    ngx_http_webhook_sse_lchannel_t  *channel;
-    size_t                         len;
-    u_char                         data[1];
-};
-
-
-typedef struct ngx_http_webhook_sse_out_s  ngx_http_webhook_sse_out_t;
-
-/* a stream's view of an event (or of a static text) on its way out */
-struct ngx_http_webhook_sse_out_s {
-    ngx_buf_t                      buf;
-    ngx_chain_t                    cl;
-    ngx_http_webhook_sse_event_t  *event;
-    ngx_http_webhook_sse_out_t    *next;
-    /* a chunk size line of a detached stream */
-    u_char                         chunk[NGX_OFF_T_LEN + 2];
-};
-
-
-/* per request: publish and stream; a detached stream outlives its request */
+/* per request (publish, stream, error pages): what logs and variables see */
 typedef struct {
-    ngx_http_request_t          *request;
-    ngx_connection_t            *connection;
-    ngx_http_webhook_sse_loc_conf_t  *conf;
-    ngx_msec_t                   send_timeout;
-    ngx_http_webhook_sse_zone_t *zone;
-
     ngx_str_t                    session;
     u_char                       message_id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
     size_t                       message_id_len;
+    /* the message's time, Unix milliseconds */
+    int64_t                      message_time;
 
     /* the JSON replacing an error page nginx made itself */
     ngx_str_t                    error;
-
-    /* streams only */
-    ngx_http_webhook_sse_lchannel_t  *channel;
-    ngx_queue_t                  channel_link;
-    ngx_queue_t                  zone_link;
-    ngx_queue_t                  touched_link;
-    uint64_t                     cursor;
-    ngx_event_t                  heartbeat;
-
-    /* appended, not yet handed to the output filters */
-    ngx_http_webhook_sse_out_t  *queued;
-    ngx_http_webhook_sse_out_t **queued_last;
-
-    /* handed to the output filters, not yet sent */
-    ngx_http_webhook_sse_out_t  *busy;
-    ngx_http_webhook_sse_out_t **busy_last;
-    size_t                       pending;
-
-    /* the opening replay, allowed on top of webhook_stream_buffer */
-    size_t                       slack;
-
-    unsigned                     subscribed:1;
-    unsigned                     touched:1;
-    unsigned                     ending:1;
-    unsigned                     failed:1;
-    unsigned                     detach:1;
-    unsigned                     detach_later:1;
-    unsigned                     detached:1;
-    unsigned                     chunked:1;
 } ngx_http_webhook_sse_ctx_t;
 
 
@@ -145,6 +91,8 @@ extern ngx_module_t  ngx_http_webhook_sse_module;
 
 
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx);
 ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
 
@@ -160,8 +108,13 @@ ngx_int_t ngx_http_webhook_sse_add_header(ngx_http_request_t *r, char *key,
     char *value);
 ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
-ngx_int_t ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session);
+ngx_int_t ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    const char **error);
+ngx_int_t ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
+    ngx_str_t *dst);
+ngx_int_t ngx_http_webhook_sse_form_unescape(ngx_pool_t *pool,
+    ngx_str_t *value);
 
 ngx_int_t ngx_http_webhook_sse_error_filter_init(ngx_conf_t *cf);
 
@@ -170,6 +123,8 @@ char *ngx_http_webhook_sse_conf_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret);
 char *ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret);
+void ngx_http_webhook_sse_secrets_reset(void);
+ngx_int_t ngx_http_webhook_sse_secrets_check(ngx_conf_t *cf);
 ngx_int_t ngx_http_webhook_sse_hmac_sha256(ngx_str_t *key, u_char *data,
     size_t len, u_char *mac);
 ngx_uint_t ngx_http_webhook_sse_mac_equal(u_char *a, u_char *b);
@@ -185,9 +140,15 @@ ngx_uint_t ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
 ngx_uint_t ngx_http_webhook_sse_verify(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error);
+    ngx_str_t *delivery, ngx_str_t *header, const char **error);
 char *ngx_http_webhook_sse_verify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* the answer to a publish (ngx_http_webhook_sse_response.c) */
+char *ngx_http_webhook_sse_response_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_webhook_sse_response_render(ngx_http_request_t *r,
+    ngx_array_t *parts, ngx_str_t *body);
 
 /* who may read a stream (ngx_http_webhook_sse_token.c) */
 ngx_uint_t ngx_http_webhook_sse_check_token(ngx_http_request_t *r,
@@ -196,16 +157,18 @@ ngx_uint_t ngx_http_webhook_sse_check_token(ngx_http_request_t *r,
 char *ngx_http_webhook_sse_token_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* cross-worker doorbells (ngx_http_webhook_sse_notify.c) */
+/*
+ * Cross-worker doorbells (ngx_http_webhook_sse_notify.c): a rung doorbell
+ * calls "ring" with "data"; a worker told to shut down calls "close".
+ */
+typedef void (*ngx_http_webhook_sse_notify_pt)(void *data);
+
 ngx_int_t ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_sse_zone_t *zone);
-void ngx_http_webhook_sse_notify_ring(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_notify_pt ring_handler,
+    ngx_http_webhook_sse_notify_pt close_handler, void *data);
+void ngx_http_webhook_sse_notify_wake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid);
 void ngx_http_webhook_sse_notify_exit(ngx_http_webhook_sse_zone_t *zone);
-
-/* delivery to local streams (ngx_http_webhook_sse_stream.c) */
-void ngx_http_webhook_sse_deliver(ngx_http_webhook_sse_zone_t *zone);
-void ngx_http_webhook_sse_end_streams(ngx_http_webhook_sse_zone_t *zone);
 
 
 #endif /* _NGX_HTTP_WEBHOOK_SSE_MODULE_H_INCLUDED_ */

@@ -5,8 +5,9 @@
  * Each worker binds a datagram socket in the abstract namespace, named by
  * the zone's nonce and the worker's pid, so no descriptor has to be made
  * before fork and no process slot has to be guessed; a socket disappears
- * with its process.  What to deliver is queued in the zone (the worker's
- * notice ring); the doorbell only wakes the worker, once per batch.
+ * with its process.  What to deliver is noted in the zone (the worker's
+ * notices); the doorbell only wakes the worker, once per batch, and calls
+ * the handler it was given.
  */
 
 
@@ -19,6 +20,17 @@
 #include "ngx_http_webhook_sse_module.h"
 
 
+typedef struct {
+    ngx_http_webhook_sse_zone_t     *zone;
+    ngx_connection_t                *connection;
+    ngx_http_webhook_sse_notify_pt   ring;
+    ngx_http_webhook_sse_notify_pt   close;
+    void                            *data;
+} ngx_http_webhook_sse_doorbell_t;
+
+
+static ngx_http_webhook_sse_doorbell_t *ngx_http_webhook_sse_notify_doorbell(
+    ngx_http_webhook_sse_zone_t *zone);
 static socklen_t ngx_http_webhook_sse_notify_address(
     ngx_http_webhook_sse_zone_t *zone, ngx_pid_t pid, struct sockaddr_un *sa);
 static void ngx_http_webhook_sse_notify_handler(ngx_event_t *rev);
@@ -26,16 +38,29 @@ static void ngx_http_webhook_sse_notify_handler(ngx_event_t *rev);
 
 static ngx_socket_t  ngx_http_webhook_sse_sender = (ngx_socket_t) -1;
 
+/* this worker's doorbells, one per zone */
+static ngx_array_t  *ngx_http_webhook_sse_doorbells;
+
 
 ngx_int_t
 ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_sse_zone_t *zone)
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_notify_pt ring_handler,
+    ngx_http_webhook_sse_notify_pt close_handler, void *data)
 {
-    socklen_t            len;
-    ngx_event_t         *rev;
-    ngx_socket_t         fd;
-    ngx_connection_t    *c;
-    struct sockaddr_un   sa;
+    socklen_t                         len;
+    ngx_event_t                      *rev;
+    ngx_socket_t                      fd;
+    ngx_connection_t                 *c;
+    struct sockaddr_un                sa;
+    ngx_http_webhook_sse_doorbell_t  *bell, **slot;
+
+    if (ngx_http_webhook_sse_doorbells == NULL) {
+        ngx_http_webhook_sse_doorbells = ngx_array_create(cycle->pool, 2,
+                                   sizeof(ngx_http_webhook_sse_doorbell_t *));
+        if (ngx_http_webhook_sse_doorbells == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     if (ngx_http_webhook_sse_sender == (ngx_socket_t) -1) {
         ngx_http_webhook_sse_sender = socket(AF_UNIX,
@@ -67,13 +92,29 @@ ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    bell = ngx_pcalloc(cycle->pool, sizeof(ngx_http_webhook_sse_doorbell_t));
+    slot = ngx_array_push(ngx_http_webhook_sse_doorbells);
+
+    if (bell == NULL || slot == NULL) {
+        ngx_close_socket(fd);
+        return NGX_ERROR;
+    }
+
+    *slot = bell;
+
     c = ngx_get_connection(fd, cycle->log);
     if (c == NULL) {
         ngx_close_socket(fd);
         return NGX_ERROR;
     }
 
-    c->data = zone;
+    bell->zone = zone;
+    bell->connection = NULL;
+    bell->ring = ring_handler;
+    bell->close = close_handler;
+    bell->data = data;
+
+    c->data = bell;
 
     /*
      * "Idle": on graceful shutdown nginx calls the read handler with
@@ -91,9 +132,31 @@ ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    zone->doorbell = c;
+    bell->connection = c;
 
     return NGX_OK;
+}
+
+
+static ngx_http_webhook_sse_doorbell_t *
+ngx_http_webhook_sse_notify_doorbell(ngx_http_webhook_sse_zone_t *zone)
+{
+    ngx_uint_t                         i;
+    ngx_http_webhook_sse_doorbell_t  **bell;
+
+    if (ngx_http_webhook_sse_doorbells == NULL) {
+        return NULL;
+    }
+
+    bell = ngx_http_webhook_sse_doorbells->elts;
+
+    for (i = 0; i < ngx_http_webhook_sse_doorbells->nelts; i++) {
+        if (bell[i]->zone == zone && bell[i]->connection) {
+            return bell[i];
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -117,16 +180,19 @@ ngx_http_webhook_sse_notify_address(ngx_http_webhook_sse_zone_t *zone,
 
 
 void
-ngx_http_webhook_sse_notify_ring(ngx_http_webhook_sse_zone_t *zone,
+ngx_http_webhook_sse_notify_wake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid)
 {
-    socklen_t           len;
-    ngx_err_t           err;
-    struct sockaddr_un  sa;
+    socklen_t                         len;
+    ngx_err_t                         err;
+    struct sockaddr_un                sa;
+    ngx_http_webhook_sse_doorbell_t  *bell;
 
     if (pid == ngx_pid) {
-        if (zone->doorbell) {
-            ngx_post_event(zone->doorbell->read, &ngx_posted_events);
+        bell = ngx_http_webhook_sse_notify_doorbell(zone);
+
+        if (bell) {
+            ngx_post_event(bell->connection->read, &ngx_posted_events);
         }
 
         return;
@@ -143,37 +209,40 @@ ngx_http_webhook_sse_notify_ring(ngx_http_webhook_sse_zone_t *zone,
 
     err = ngx_socket_errno;
 
-    /* full: the worker has unread doorbells and will look at its ring */
+    /* full: the worker has unread doorbells and will look at its notices */
     if (err == NGX_EAGAIN) {
         return;
     }
 
-    /* the process is gone; its slot is reclaimed by the next worker */
     ngx_log_error(NGX_LOG_INFO, zone->log, err,
                   "webhook zone \"%V\": doorbell of process %P failed",
                   &zone->shm_zone->shm.name, pid);
+
+    /* the process is gone; its slot is reclaimed by the next worker */
+    if (err == NGX_ECONNREFUSED || err == NGX_ENOENT) {
+        return;
+    }
+
+    /* the next publish rings again; the worker also looks by itself */
+    ngx_http_webhook_sse_store_unwake(zone, pid);
 }
 
 
 static void
 ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
 {
-    u_char                        buf[64];
-    ngx_connection_t             *c;
-    ngx_http_webhook_sse_zone_t  *zone;
+    u_char                            buf[64];
+    ngx_connection_t                 *c;
+    ngx_http_webhook_sse_doorbell_t  *bell;
 
     c = rev->data;
-    zone = c->data;
+    bell = c->data;
 
     if (c->close) {
-        ngx_log_error(NGX_LOG_INFO, zone->log, 0,
-                      "webhook zone \"%V\": shutting down, ending %ui streams",
-                      &zone->shm_zone->shm.name, zone->nstreams);
-
         ngx_close_connection(c);
-        zone->doorbell = NULL;
+        bell->connection = NULL;
 
-        ngx_http_webhook_sse_end_streams(zone);
+        bell->close(bell->data);
         return;
     }
 
@@ -181,15 +250,19 @@ ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
         /* void */
     }
 
-    ngx_http_webhook_sse_deliver(zone);
+    bell->ring(bell->data);
 }
 
 
 void
 ngx_http_webhook_sse_notify_exit(ngx_http_webhook_sse_zone_t *zone)
 {
-    if (zone->doorbell) {
-        ngx_close_connection(zone->doorbell);
-        zone->doorbell = NULL;
+    ngx_http_webhook_sse_doorbell_t  *bell;
+
+    bell = ngx_http_webhook_sse_notify_doorbell(zone);
+
+    if (bell) {
+        ngx_close_connection(bell->connection);
+        bell->connection = NULL;
     }
 }

@@ -9,22 +9,26 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
     ngx_http_webhook_sse_zone_t *zone);
 static ngx_uint_t ngx_http_webhook_sse_is_json(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_webhook_sse_is_form(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_sse_form_payload(ngx_http_request_t *r,
+    ngx_str_t *body);
 static void ngx_http_webhook_sse_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_publish(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_webhook_sse_idempotency_key(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *delivery,
-    ngx_str_t *key);
+    ngx_str_t *header, ngx_str_t *key);
 static ngx_int_t ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
     ngx_str_t *extra, ngx_str_t *members,
-    ngx_http_webhook_sse_idempotency_t *idem);
+    ngx_http_webhook_sse_idempotency_t *idem, ngx_str_t *header);
 
 
 static ngx_str_t  ngx_http_webhook_sse_idempotency_header =
@@ -62,7 +66,21 @@ ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r)
         return ngx_http_webhook_sse_reject(r, status, error);
     }
 
-    if (!ngx_http_webhook_sse_is_json(r)) {
+    if (wlcf->verify == NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB) {
+
+        /* GitHub's other content type: payload=<the JSON, form-encoded> */
+
+        if (!ngx_http_webhook_sse_is_json(r)
+            && !ngx_http_webhook_sse_is_form(r))
+        {
+            return ngx_http_webhook_sse_reject(r,
+                                           NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "Content-Type must be "
+                                           "application/json or "
+                                           "application/x-www-form-urlencoded");
+        }
+
+    } else if (!ngx_http_webhook_sse_is_json(r)) {
         return ngx_http_webhook_sse_reject(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                            "Content-Type must be "
                                            "application/json");
@@ -133,6 +151,71 @@ ngx_http_webhook_sse_is_json(ngx_http_request_t *r)
 }
 
 
+static ngx_uint_t
+ngx_http_webhook_sse_is_form(ngx_http_request_t *r)
+{
+    size_t   len;
+    u_char  *p;
+
+    static u_char  form[] = "application/x-www-form-urlencoded";
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.content_type->value.data;
+    len = r->headers_in.content_type->value.len;
+
+    return len >= sizeof(form) - 1
+           && ngx_strncasecmp(p, form, sizeof(form) - 1) == 0
+           && (len == sizeof(form) - 1
+               || p[sizeof(form) - 1] == ';' || p[sizeof(form) - 1] == ' ');
+}
+
+
+/*
+ * The JSON of a form-encoded GitHub delivery: the value of its "payload"
+ * field, decoded.  The signature was checked over the form as sent.
+ * NGX_DECLINED: there is none, or it is not decodable.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_form_payload(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char     *p, *last, *end;
+    ngx_int_t   rc;
+    ngx_str_t   value;
+
+    p = body->data;
+    last = p + body->len;
+
+    while (p < last) {
+
+        end = ngx_strlchr(p, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        if (end - p >= 8 && ngx_strncmp(p, "payload=", 8) == 0) {
+            value.data = p + 8;
+            value.len = end - p - 8;
+
+            rc = ngx_http_webhook_sse_form_unescape(r->pool, &value);
+
+            if (rc == NGX_OK) {
+                *body = value;
+            }
+
+            return rc;
+        }
+
+        p = end + 1;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static void
 ngx_http_webhook_sse_body_handler(ngx_http_request_t *r)
 {
@@ -146,7 +229,7 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     u_char                              *p;
     ngx_int_t                            rc;
     ngx_str_t                            body, session, extra, members;
-    ngx_str_t                            delivery, *field;
+    ngx_str_t                            delivery, header, *field;
     ngx_uint_t                           status;
     const char                          *error;
     ngx_http_webhook_sse_loc_conf_t     *wlcf;
@@ -161,7 +244,8 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    status = ngx_http_webhook_sse_verify(r, wlcf, &body, &delivery, &error);
+    status = ngx_http_webhook_sse_verify(r, wlcf, &body, &delivery, &header,
+                                         &error);
     if (status != NGX_OK) {
         return ngx_http_webhook_sse_send_error(r, status, error);
     }
@@ -171,28 +255,60 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
                                                "request body is empty");
     }
 
-    ngx_memzero(&idem, sizeof(ngx_http_webhook_sse_idempotency_t));
+    if (wlcf->verify == NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB
+        && ngx_http_webhook_sse_is_form(r))
+    {
+        rc = ngx_http_webhook_sse_form_payload(r, &body);
 
-    rc = ngx_http_webhook_sse_idempotency_key(r, wlcf, &delivery, &idem.key);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
-    if (rc == NGX_DECLINED) {
-        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "Idempotency-Key must be 1 to "
-                                               "255 printable ASCII "
-                                               "characters");
+        if (rc == NGX_DECLINED) {
+            return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                   "a form body needs a "
+                                                   "payload= field, "
+                                                   "percent-encoded");
+        }
     }
 
-    rc = ngx_http_webhook_sse_get_session(r, wlcf, &session);
+    ngx_memzero(&idem, sizeof(ngx_http_webhook_sse_idempotency_t));
+
+    rc = ngx_http_webhook_sse_idempotency_key(r, wlcf, &delivery, &header,
+                                              &idem.key);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
+        if (delivery.len) {
+            p = ngx_pnalloc(r->pool, header.len + sizeof(" must be at most "
+                                                         "255 bytes"));
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_sprintf(p, "%V must be at most 255 bytes%Z", &header);
+
+            return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                   (const char *) p);
+        }
+
         return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "the session must be 1 to 256 "
-                                               "bytes without control "
+                                               "Idempotency-Key must be 1 to "
+                                               "255 printable ASCII "
                                                "characters");
+    }
+
+    rc = ngx_http_webhook_sse_session_value(r, wlcf, &session, &error);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST, error);
     }
 
     jconf.session_path = wlcf->session_field.len ? wlcf->session_field.data
@@ -286,8 +402,17 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
         }
     }
 
+    if (((ngx_http_webhook_sse_zone_t *) wlcf->publish->data)->redis) {
+        /* several hosts: Redis stores it, the answer comes later */
+        rc = ngx_http_webhook_sse_redis_publish(r, wlcf->publish->data,
+                                                &session, &extra, &members,
+                                                &idem);
+        ngx_http_webhook_sse_json_free(&res);
+        return rc;
+    }
+
     rc = ngx_http_webhook_sse_store(r, wlcf, &session, &extra, &members,
-                                    &idem);
+                                    &idem, &header);
 
     ngx_http_webhook_sse_json_free(&res);
 
@@ -356,15 +481,18 @@ ngx_http_webhook_sse_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
 
 /*
- * The Idempotency-Key header, else the sender's verified delivery id; an
- * empty key when idempotency is off or there is none.  NGX_DECLINED: the
- * header is not a usable key.
+ * The key that makes a retried publish a replay; empty when idempotency is
+ * off or there is none.  With webhook_verify it is the verified delivery
+ * id and nothing else: a captured request sent again with a fresh
+ * Idempotency-Key is still the same delivery.  Without, the
+ * Idempotency-Key header.  "header" gets the name of the header used.
+ * NGX_DECLINED: that header is not a usable key.
  */
 
 static ngx_int_t
 ngx_http_webhook_sse_idempotency_key(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *delivery,
-    ngx_str_t *key)
+    ngx_str_t *header, ngx_str_t *key)
 {
     size_t            i;
     ngx_table_elt_t  *h;
@@ -376,15 +504,22 @@ ngx_http_webhook_sse_idempotency_key(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (wlcf->verify != NGX_HTTP_WEBHOOK_SSE_VERIFY_OFF) {
+
+        if (delivery->len > 255) {
+            return NGX_DECLINED;
+        }
+
+        *key = *delivery;
+        return NGX_OK;
+    }
+
+    ngx_str_set(header, "Idempotency-Key");
+
     h = ngx_http_webhook_sse_find_header(r,
                                     &ngx_http_webhook_sse_idempotency_header);
 
     if (h == NULL) {
-        if (delivery->len == 0 || delivery->len > 255) {
-            return NGX_OK;
-        }
-
-        *key = *delivery;
         return NGX_OK;
     }
 
@@ -408,10 +543,12 @@ static ngx_int_t
 ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
     ngx_str_t *extra, ngx_str_t *members,
-    ngx_http_webhook_sse_idempotency_t *idem)
+    ngx_http_webhook_sse_idempotency_t *idem, ngx_str_t *header)
 {
-    u_char                         *body, *p;
+    u_char                         *p;
+    ngx_str_t                       logged;
     ngx_int_t                       rc;
+    ngx_str_t                       id;
     ngx_pid_t                       wake[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_uint_t                      i, nwake;
     ngx_http_webhook_sse_ctx_t     *ctx;
@@ -425,11 +562,16 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->request = r;
-    ctx->zone = zone;
     ctx->session = *session;
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
+
+    if (ngx_http_webhook_sse_outbox_admit(r) != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the outbound delivery queue "
+                                               "is full");
+    }
 
     rc = ngx_http_webhook_sse_store_publish(zone, session, extra, members,
                                             idem, &stored, wake, &nwake);
@@ -449,15 +591,31 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
         /* nginx knows no reason phrase for 422 */
         ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
 
-        return ngx_http_webhook_sse_send_error(r, 422,
-                                               "this Idempotency-Key was used "
-                                               "for a different request");
+        p = ngx_pnalloc(r->pool, sizeof("this  was used for a different "
+                                        "request") + header->len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(p, "this %V was used for a different request%Z", header);
+
+        return ngx_http_webhook_sse_send_error(r, 422, (const char *) p);
     }
 
     if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_REPLAYED) {
+
+        /* a delivery id is any header value: no control bytes in the log */
+
+        if (ngx_http_webhook_sse_log_escape(r->pool, &idem->key, &logged)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "webhook publish repeated with idempotency key \"%V\": "
-                      "answered with the first one's message", &idem->key);
+                      "webhook publish repeated with %V \"%V\": "
+                      "answered with the first one's message",
+                      header, &logged);
 
         if (ngx_http_webhook_sse_add_header(r, "Idempotent-Replayed", "true")
             != NGX_OK)
@@ -467,12 +625,50 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     }
 
     for (i = 0; i < nwake; i++) {
-        ngx_http_webhook_sse_notify_ring(zone, wake[i]);
+        ngx_http_webhook_sse_notify_wake(zone, wake[i]);
     }
 
     ctx->message_id_len = ngx_http_webhook_sse_format_id(ctx->message_id,
                                                          zone->sh->epoch,
                                                          stored.seq);
+    ctx->message_time = stored.time;
+
+    if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_NEW) {
+        id.data = ctx->message_id;
+        id.len = ctx->message_id_len;
+
+        ngx_http_webhook_sse_outbox_enqueue(r, session, &id, stored.time,
+                                            extra, members);
+    }
+
+    return ngx_http_webhook_sse_publish_answer(r, wlcf, ctx);
+}
+
+
+/*
+ * 200 for a stored message (ctx has its id and time): the location's
+ * webhook_publish_response, or {"success":true,"messageId":..,
+ * "timestamp":..}.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx)
+{
+    u_char     *body, *p;
+    ngx_str_t   answer;
+
+    if (wlcf->publish_response) {
+        if (ngx_http_webhook_sse_response_render(r, wlcf->publish_response,
+                                                 &answer)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, answer.data,
+                                              answer.len);
+    }
 
     body = ngx_pnalloc(r->pool, sizeof("{\"success\":true,\"messageId\":\"\","
                                        "\"timestamp\":}\n")
@@ -484,7 +680,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
 
     p = ngx_sprintf(body, "{\"success\":true,\"messageId\":\"%*s\","
                     "\"timestamp\":%L}\n",
-                    ctx->message_id_len, ctx->message_id, stored.time);
+                    ctx->message_id_len, ctx->message_id, ctx->message_time);
 
     return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
 }

@@ -12,19 +12,26 @@
 #include "ngx_http_webhook_sse_module.h"
 
 
+static ngx_int_t ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
+    ngx_str_t *session);
+
+
 /*
  * The session a request names through webhook_session; empty when none.
- * NGX_DECLINED: the value is not a valid session id.
+ * NGX_DECLINED: the value is not a valid session id ("error" says why).
  */
 
 ngx_int_t
-ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
-    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session)
+ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
+    const char **error)
 {
-    u_char  *dst, *src;
+    ngx_int_t  rc;
 
     session->len = 0;
     session->data = NULL;
+
+    *error = "the session must be 1 to 256 bytes without control characters";
 
     if (wlcf->session == NULL) {
         return NGX_OK;
@@ -38,20 +45,25 @@ ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (wlcf->session_from_args
-        && ngx_strlchr(session->data, session->data + session->len, '%'))
-    {
-        dst = ngx_pnalloc(r->pool, session->len);
-        if (dst == NULL) {
+    if (wlcf->session_from_args) {
+        rc = ngx_http_webhook_sse_unescape_session(r, session);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        src = session->data;
-        session->data = dst;
+        if (rc == NGX_DECLINED) {
+            *error = "the session has a malformed percent-escape: "
+                     "use %XX with two hex digits";
+            return NGX_DECLINED;
+        }
 
-        ngx_unescape_uri(&dst, &src, session->len, 0);
-
-        session->len = dst - session->data;
+        if (!ngx_http_webhook_sse_json_utf8_valid(session->data,
+                                                  session->len))
+        {
+            *error = "invalid UTF-8 in the session";
+            return NGX_DECLINED;
+        }
     }
 
     if (!ngx_http_webhook_sse_json_session_valid(session->data,
@@ -59,6 +71,77 @@ ngx_http_webhook_sse_get_session(ngx_http_request_t *r,
     {
         return NGX_DECLINED;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_sse_unescape_session(ngx_http_request_t *r,
+    ngx_str_t *session)
+{
+    if (ngx_strlchr(session->data, session->data + session->len, '%') == NULL
+        && ngx_strlchr(session->data, session->data + session->len, '+')
+           == NULL)
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_webhook_sse_form_unescape(r->pool, session);
+}
+
+
+/*
+ * A value of a query string or form body as a form decodes it: %XX is the
+ * byte XX, '+' a space; into a new buffer.  ngx_unescape_uri() keeps a
+ * malformed escape as it is; a value must not silently become another
+ * one, so that is NGX_DECLINED here.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_form_unescape(ngx_pool_t *pool, ngx_str_t *value)
+{
+    u_char     *src, *dst, *last;
+    ngx_int_t   hi, lo;
+
+    dst = ngx_pnalloc(pool, value->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = value->data;
+    last = src + value->len;
+    value->data = dst;
+
+    while (src < last) {
+
+        if (*src == '+') {
+            *dst++ = ' ';
+            src++;
+            continue;
+        }
+
+        if (*src != '%') {
+            *dst++ = *src++;
+            continue;
+        }
+
+        if (last - src < 3) {
+            return NGX_DECLINED;
+        }
+
+        hi = ngx_hextoi(src + 1, 1);
+        lo = ngx_hextoi(src + 2, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        *dst++ = (u_char) (hi << 4 | lo);
+        src += 3;
+    }
+
+    value->len = dst - value->data;
 
     return NGX_OK;
 }
@@ -205,4 +288,59 @@ ngx_http_webhook_sse_send_error(ngx_http_request_t *r, ngx_uint_t status,
     *p++ = LF;
 
     return ngx_http_webhook_sse_send_json(r, status, body, p - body);
+}
+
+
+/*
+ * A copy of a client's value fit for error_log: control bytes, bytes past
+ * ASCII, '"' and '\\' become \xHH, as in nginx's access_log escaping.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_log_escape(ngx_pool_t *pool, ngx_str_t *src,
+    ngx_str_t *dst)
+{
+    u_char  *p, c;
+    size_t   i, n;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    n = 0;
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        *dst = *src;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, src->len + n * 3);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->data = p;
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+            continue;
+        }
+
+        *p++ = c;
+    }
+
+    dst->len = p - dst->data;
+
+    return NGX_OK;
 }

@@ -46,6 +46,18 @@ ngx_http_webhook_sse_conf_secret(ngx_conf_t *cf, ngx_str_t *name,
 }
 
 
+/*
+ * Secrets that could not be read while this configuration was parsed.
+ * Each is logged; the configuration fails at its end (postconfiguration)
+ * so that all of them are named at once.
+ */
+static ngx_uint_t  ngx_http_webhook_sse_secrets_unread;
+
+
+static char *ngx_http_webhook_sse_secret_unread(ngx_conf_t *cf,
+    ngx_str_t *secret);
+
+
 char *
 ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *value, ngx_str_t *secret)
@@ -61,10 +73,14 @@ ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
         env = (u_char *) getenv((char *) value->data + 4);
 
         if (env == NULL || *env == '\0') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%V: environment variable \"%s\" "
-                               "is not set or empty", name, value->data + 4);
-            return NGX_CONF_ERROR;
+            if (ngx_process != NGX_PROCESS_SIGNALLER) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "%V: environment variable \"%s\" "
+                                   "is not set or empty", name,
+                                   value->data + 4);
+            }
+
+            return ngx_http_webhook_sse_secret_unread(cf, secret);
         }
 
         secret->len = ngx_strlen(env);
@@ -87,10 +103,13 @@ ngx_http_webhook_sse_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "%V: " ngx_open_file_n " \"%s\" failed",
-                           name, path.data);
-        return NGX_CONF_ERROR;
+        if (ngx_process != NGX_PROCESS_SIGNALLER) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "%V: " ngx_open_file_n " \"%s\" failed",
+                               name, path.data);
+        }
+
+        return ngx_http_webhook_sse_secret_unread(cf, secret);
     }
 
     if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
@@ -139,6 +158,56 @@ failed:
     ngx_close_file(file.fd);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * A secret that is not there.  "nginx -s reload|quit|stop|reopen" parses
+ * the configuration only to find the pid file, and the master it signals
+ * reads its secrets itself: the signaller goes on without them, so that a
+ * shell without the variables can still signal.  Otherwise parsing goes
+ * on too, to name every missing secret, and fails at its end.  The value
+ * is never used; it is base64 for "webhook_verify standard".
+ */
+
+static char *
+ngx_http_webhook_sse_secret_unread(ngx_conf_t *cf, ngx_str_t *secret)
+{
+    if (ngx_process != NGX_PROCESS_SIGNALLER) {
+        ngx_http_webhook_sse_secrets_unread++;
+    }
+
+    ngx_str_set(secret, "dW5yZWFk");
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_http_webhook_sse_secrets_reset(void)
+{
+    ngx_http_webhook_sse_secrets_unread = 0;
+}
+
+
+ngx_int_t
+ngx_http_webhook_sse_secrets_check(ngx_conf_t *cf)
+{
+    ngx_uint_t  n;
+
+    n = ngx_http_webhook_sse_secrets_unread;
+    ngx_http_webhook_sse_secrets_unread = 0;
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "%ui webhook secret%s could not be read (see above): set "
+                  "the variables in the environment nginx starts in, or "
+                  "use file=", n, n == 1 ? "" : "s");
+
+    return NGX_ERROR;
 }
 
 

@@ -1,8 +1,9 @@
 
 /*
  * nginx-webhook-sse: the shared zone: channels, history, expiry, eviction,
- * worker slots and their notice rings.  Callers hold the zone lock for
- * everything but init, lock/unlock and the id helpers.
+ * worker slots and their notices.  Every exported function takes the zone
+ * lock itself and holds it for the tree, the slab and small copies only;
+ * memory is allocated by the callers before, and logs are written after.
  */
 
 
@@ -20,8 +21,28 @@
 #define NGX_HTTP_WEBHOOK_SSE_LAG_MAX   4096
 
 
+static u_char  ngx_http_webhook_sse_event_head[] =
+    "\ndata: {\"type\":\"webhook_message\",\"messageId\":\"";
+
+
 static void ngx_http_webhook_sse_store_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_webhook_sse_channel_t *ngx_http_webhook_sse_store_find(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_uint_t create);
+static void ngx_http_webhook_sse_store_free_unused(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
+static ngx_int_t ngx_http_webhook_sse_store_copy_replay(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies);
+static void ngx_http_webhook_sse_store_copy(
+    ngx_http_webhook_sse_copies_t *copies, ngx_http_webhook_sse_msg_t *msg);
+static size_t ngx_http_webhook_sse_store_take_new(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_copies_t *copies);
+static void ngx_http_webhook_sse_store_forget_channel(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_uint_t s);
 static void *ngx_http_webhook_sse_store_alloc(ngx_http_webhook_sse_zone_t *zone,
     size_t size, ngx_http_webhook_sse_channel_t *keep);
 static ngx_int_t ngx_http_webhook_sse_store_evict(
@@ -33,9 +54,17 @@ static void ngx_http_webhook_sse_store_free_channel(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
 static ngx_uint_t ngx_http_webhook_sse_store_idle(
     ngx_http_webhook_sse_channel_t *channel);
-static ngx_uint_t ngx_http_webhook_sse_store_notify(
-    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+static size_t ngx_http_webhook_sse_store_msg_size(ngx_str_t *extra,
+    ngx_str_t *members);
+static void ngx_http_webhook_sse_store_add(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_msg_t *msg, ngx_http_webhook_sse_channel_t *channel,
+    uint64_t seq, int64_t time, ngx_str_t *extra, ngx_str_t *members,
     ngx_pid_t *wake, ngx_uint_t *nwake);
+static void ngx_http_webhook_sse_store_notify(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_msg_t *msg,
+    ngx_pid_t *wake, ngx_uint_t *nwake);
+static ngx_uint_t ngx_http_webhook_sse_store_unfetched(
+    ngx_http_webhook_sse_msg_t *msg);
 static void ngx_http_webhook_sse_store_clear_slot(
     ngx_http_webhook_sse_zone_t *zone, ngx_uint_t s);
 
@@ -46,6 +75,7 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_webhook_sse_zone_t  *ozone = data;
 
     size_t                         len;
+    uint64_t                       now;
     ngx_http_webhook_sse_zone_t   *zone;
     ngx_http_webhook_sse_shctx_t  *sh;
 
@@ -88,7 +118,14 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * The epoch tells ids of this zone from those of an earlier one (a
      * full restart), the nonce names this zone's doorbell sockets.
      */
-    sh->epoch = (uint64_t) ngx_http_webhook_sse_now();
+    static uint64_t  last_epoch;
+
+    now = (uint64_t) ngx_http_webhook_sse_now();
+
+    /* zones made in one start share the clock: each gets its own epoch */
+    sh->epoch = ngx_max(now, last_epoch + 1);
+    last_epoch = sh->epoch;
+
     sh->nonce = sh->epoch ^ ((uint64_t) ngx_pid << 40)
                 ^ (uint64_t) ngx_random();
     sh->next_channel_id = NGX_HTTP_WEBHOOK_SSE_BROADCAST + 1;
@@ -162,7 +199,7 @@ ngx_http_webhook_sse_store_unlock(ngx_http_webhook_sse_zone_t *zone)
 }
 
 
-ngx_http_webhook_sse_channel_t *
+static ngx_http_webhook_sse_channel_t *
 ngx_http_webhook_sse_store_find(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_uint_t create)
 {
@@ -249,23 +286,13 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake, ngx_uint_t *nwake)
 {
     size_t                           size;
-    u_char                          *p, id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
-    size_t                           id_len;
     int64_t                          now;
-    ngx_queue_t                     *q;
     ngx_http_webhook_sse_key_t      *entry;
-    ngx_http_webhook_sse_msg_t      *msg, *oldest;
+    ngx_http_webhook_sse_msg_t      *msg;
     ngx_http_webhook_sse_shctx_t    *sh;
     ngx_http_webhook_sse_channel_t  *channel;
 
-    static u_char  head[] = "\ndata: {\"type\":\"webhook_message\","
-                            "\"messageId\":\"";
-
-    size = offsetof(ngx_http_webhook_sse_msg_t, data)
-           + sizeof("id: ") - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
-           + sizeof(head) - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
-           + sizeof("\",\"timestamp\":") - 1 + NGX_INT64_LEN
-           + 1 + extra->len + 1 + members->len + sizeof("}\n\n") - 1;
+    size = ngx_http_webhook_sse_store_msg_size(extra, members);
 
     /* refuse what cannot fit rather than empty the zone trying */
     if (size > zone->shm_zone->shm.size / 4) {
@@ -321,7 +348,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
         entry = ngx_http_webhook_sse_store_alloc(zone,
                     ngx_http_webhook_sse_keys_size(&idem->key), channel);
         if (entry == NULL) {
-            ngx_http_webhook_sse_store_release(zone, channel);
+            ngx_http_webhook_sse_store_free_unused(zone, channel);
             ngx_http_webhook_sse_store_unlock(zone);
             return NGX_DECLINED;
         }
@@ -333,22 +360,73 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
             ngx_slab_free_locked(zone->shpool, entry);
         }
 
-        ngx_http_webhook_sse_store_release(zone, channel);
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
         ngx_http_webhook_sse_store_unlock(zone);
         return NGX_DECLINED;
     }
 
-    msg->seq = ++sh->last_seq;
-    msg->time = now;
+    ngx_http_webhook_sse_store_add(zone, msg, channel, ++sh->last_seq, now,
+                                   extra, members, wake, nwake);
+
+    if (entry) {
+        ngx_http_webhook_sse_keys_insert(zone, entry, idem, msg->seq, now);
+    }
+
+    /* copied before the unlock: the message may be gone right after it */
+    stored->seq = msg->seq;
+    stored->time = now;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_http_webhook_sse_store_msg_size(ngx_str_t *extra, ngx_str_t *members)
+{
+    return offsetof(ngx_http_webhook_sse_msg_t, data)
+           + sizeof("id: ") - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+           + sizeof(ngx_http_webhook_sse_event_head) - 1
+           + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+           + sizeof("\",\"timestamp\":") - 1 + NGX_INT64_LEN
+           + 1 + extra->len + 1 + members->len + sizeof("}\n\n") - 1;
+}
+
+
+/*
+ * Makes an allocated message the newest of its channel: the SSE event
+ * text, the queues and counts, the workers to tell, and the history bound.
+ */
+
+static void
+ngx_http_webhook_sse_store_add(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_msg_t *msg, ngx_http_webhook_sse_channel_t *channel,
+    uint64_t seq, int64_t time, ngx_str_t *extra, ngx_str_t *members,
+    ngx_pid_t *wake, ngx_uint_t *nwake)
+{
+    u_char                        *p, id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
+    size_t                         id_len;
+    ngx_queue_t                   *q;
+    ngx_http_webhook_sse_msg_t    *oldest;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_memzero(msg->unfetched, sizeof(msg->unfetched));
+
+    msg->seq = seq;
+    msg->time = time;
     msg->channel = channel;
 
-    id_len = ngx_http_webhook_sse_format_id(id, sh->epoch, msg->seq);
+    id_len = ngx_http_webhook_sse_format_id(id, sh->epoch, seq);
 
     p = ngx_cpymem(msg->data, "id: ", sizeof("id: ") - 1);
     p = ngx_cpymem(p, id, id_len);
-    p = ngx_cpymem(p, head, sizeof(head) - 1);
+    p = ngx_cpymem(p, ngx_http_webhook_sse_event_head,
+                   sizeof(ngx_http_webhook_sse_event_head) - 1);
     p = ngx_cpymem(p, id, id_len);
-    p = ngx_sprintf(p, "\",\"timestamp\":%L", now);
+    p = ngx_sprintf(p, "\",\"timestamp\":%L", time);
 
     if (extra->len) {
         *p++ = ',';
@@ -370,12 +448,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     sh->retained++;
     sh->published++;
 
-    msg->pending = ngx_http_webhook_sse_store_notify(zone, channel, wake,
-                                                     nwake);
-
-    if (entry) {
-        ngx_http_webhook_sse_keys_insert(zone, entry, idem, msg->seq, now);
-    }
+    ngx_http_webhook_sse_store_notify(zone, msg, wake, nwake);
 
     /*
      * The history bound waits for workers that have not fetched the oldest
@@ -387,7 +460,7 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
         q = ngx_queue_head(&channel->messages);
         oldest = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
 
-        if (oldest->pending
+        if (ngx_http_webhook_sse_store_unfetched(oldest)
             && channel->count <= zone->history * 2
                                  + NGX_HTTP_WEBHOOK_SSE_LAG_MAX)
         {
@@ -396,32 +469,25 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
         ngx_http_webhook_sse_store_free_msg(zone, oldest, channel);
     }
-
-    ngx_http_webhook_sse_store_unlock(zone);
-
-    stored->seq = msg->seq;
-    stored->time = now;
-
-    return NGX_OK;
 }
 
 
 /*
- * Queue the channel's id on the ring of every worker that has streams on
- * it; a worker whose ring was idle needs its doorbell rung.  Returns the
- * number of workers told.
+ * Marks the message unfetched for every worker with streams on its channel
+ * and notes the channel for each; a worker not yet woken needs its doorbell
+ * rung.
  */
 
-static ngx_uint_t
+static void
 ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
-    ngx_http_webhook_sse_channel_t *channel, ngx_pid_t *wake,
-    ngx_uint_t *nwake)
+    ngx_http_webhook_sse_msg_t *msg, ngx_pid_t *wake, ngx_uint_t *nwake)
 {
-    uint64_t                      bits;
-    ngx_uint_t                    w, s, n;
-    ngx_http_webhook_sse_slot_t  *slot;
+    uint64_t                         bits;
+    ngx_uint_t                       w, s;
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_channel_t  *channel;
 
-    n = 0;
+    channel = msg->channel;
 
     for (w = 0; w < NGX_HTTP_WEBHOOK_SSE_MASK_WORDS; w++) {
 
@@ -436,54 +502,51 @@ ngx_http_webhook_sse_store_notify(ngx_http_webhook_sse_zone_t *zone,
                 continue;
             }
 
-            n++;
+            ngx_http_webhook_sse_mask_set(msg->unfetched, s);
 
-            if (slot->nring == NGX_HTTP_WEBHOOK_SSE_RING) {
+            if (slot->nnotices == NGX_HTTP_WEBHOOK_SSE_NOTICES) {
                 slot->overflow = 1;
 
-            } else if (slot->nring == 0
-                       || slot->ring[slot->nring - 1] != channel->id)
+            } else if (slot->nnotices == 0
+                       || slot->notices[slot->nnotices - 1] != channel)
             {
-                slot->ring[slot->nring++] = channel->id;
+                slot->notices[slot->nnotices++] = channel;
             }
 
-            if (!slot->armed) {
-                slot->armed = 1;
+            if (!slot->woken) {
+                slot->woken = 1;
                 wake[(*nwake)++] = slot->pid;
             }
         }
     }
+}
 
-    return n;
+
+static ngx_uint_t
+ngx_http_webhook_sse_store_unfetched(ngx_http_webhook_sse_msg_t *msg)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < NGX_HTTP_WEBHOOK_SSE_MASK_WORDS; w++) {
+        if (msg->unfetched[w]) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
 /*
- * A worker stopped following a channel: it will not fetch the messages
- * after "after" that counted on it.
+ * For other users of the zone (outbound deliveries): memory made by
+ * evicting what the store may evict, as for a message.
  */
 
-void
-ngx_http_webhook_sse_store_unpin(ngx_http_webhook_sse_channel_t *channel,
-    uint64_t after)
+void *
+ngx_http_webhook_sse_store_alloc_evicting(ngx_http_webhook_sse_zone_t *zone,
+    size_t size)
 {
-    ngx_queue_t                 *q;
-    ngx_http_webhook_sse_msg_t  *msg;
-
-    for (q = ngx_queue_last(&channel->messages);
-         q != ngx_queue_sentinel(&channel->messages);
-         q = ngx_queue_prev(q))
-    {
-        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
-
-        if (msg->seq <= after) {
-            break;
-        }
-
-        if (msg->pending) {
-            msg->pending--;
-        }
-    }
+    return ngx_http_webhook_sse_store_alloc(zone, size, NULL);
 }
 
 
@@ -561,8 +624,10 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     /*
      * Of the oldest messages, the first that every worker told about has
      * fetched: a worker that falls behind for a moment (a burst, a long
-     * fan-out) keeps what its streams have still to get.  Only when none
-     * is near does the oldest go, fetched or not.
+     * fan-out) keeps what its streams have still to get.  Only the oldest
+     * of a channel goes, so that a channel's history never has holes: a
+     * client resuming gets what is retained without a gap in it.  Only
+     * when none is near does the oldest go, fetched or not.
      */
 
     n = 0;
@@ -574,7 +639,9 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
     {
         msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
 
-        if (msg->pending == 0) {
+        if (!ngx_http_webhook_sse_store_unfetched(msg)
+            && ngx_queue_head(&msg->channel->messages) == &msg->channel_queue)
+        {
             sh->evicted++;
             ngx_http_webhook_sse_store_free_msg(zone, msg, keep);
             return NGX_OK;
@@ -632,15 +699,15 @@ ngx_http_webhook_sse_store_free_msg(ngx_http_webhook_sse_zone_t *zone,
     ngx_slab_free_locked(zone->shpool, msg);
 
     if (channel != keep) {
-        ngx_http_webhook_sse_store_release(zone, channel);
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
     }
 }
 
 
 /* frees a session channel once it has neither messages nor streams */
 
-void
-ngx_http_webhook_sse_store_release(ngx_http_webhook_sse_zone_t *zone,
+static void
+ngx_http_webhook_sse_store_free_unused(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_channel_t *channel)
 {
     if (channel->count == 0 && ngx_http_webhook_sse_store_idle(channel)) {
@@ -703,47 +770,84 @@ ngx_http_webhook_sse_store_idle(ngx_http_webhook_sse_channel_t *channel)
 /*
  * Each worker takes a free slot for its streams' bookkeeping.  Slots of
  * processes that died without releasing them (a crash, kill -9) are
- * reclaimed first, so that counts and subscriptions never drift.
+ * reclaimed first, so that counts and subscriptions never drift.  Which
+ * processes are gone is asked of the kernel outside the lock.
  */
 
 ngx_int_t
 ngx_http_webhook_sse_store_claim_slot(ngx_http_webhook_sse_zone_t *zone)
 {
-    ngx_uint_t                     s;
-    ngx_pid_t                      pid;
+    ngx_int_t                      s, free;
+    ngx_uint_t                     streams[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+    ngx_pid_t                      pids[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+    ngx_uint_t                     gone[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_http_webhook_sse_slot_t   *slot;
     ngx_http_webhook_sse_shctx_t  *sh;
 
     sh = zone->sh;
     zone->slot = -1;
 
+    slot = NULL;
+
     ngx_http_webhook_sse_store_lock(zone);
 
     for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
-        if (sh->slots[s] == NULL) {
-            continue;
-        }
-
-        pid = sh->slots[s]->pid;
-
-        if (pid == ngx_pid || (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH)) {
-            ngx_log_error(NGX_LOG_NOTICE, zone->log, 0,
-                          "webhook zone \"%V\": reclaiming the slot of "
-                          "exited process %P with %ui streams",
-                          &zone->shm_zone->shm.name, pid,
-                          sh->slots[s]->streams);
-            ngx_http_webhook_sse_store_clear_slot(zone, s);
-        }
+        pids[s] = sh->slots[s] ? sh->slots[s]->pid : 0;
     }
+
+    ngx_http_webhook_sse_store_unlock(zone);
 
     for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
-        if (sh->slots[s] == NULL) {
-            break;
+        gone[s] = pids[s]
+                  && (pids[s] == ngx_pid
+                      || (kill(pids[s], 0) == -1 && ngx_errno == NGX_ESRCH));
+        streams[s] = 0;
+    }
+
+    free = -1;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+
+        /* the same process as looked at: a pid is not reused that fast */
+        if (gone[s] && sh->slots[s] && sh->slots[s]->pid == pids[s]) {
+            streams[s] = sh->slots[s]->streams;
+            ngx_http_webhook_sse_store_clear_slot(zone, s);
+
+        } else {
+            gone[s] = 0;
+        }
+
+        if (free == -1 && sh->slots[s] == NULL) {
+            free = s;
         }
     }
 
-    if (s == NGX_HTTP_WEBHOOK_SSE_SLOTS) {
-        ngx_http_webhook_sse_store_unlock(zone);
+    if (free != -1) {
+        slot = ngx_slab_alloc_locked(zone->shpool,
+                                     sizeof(ngx_http_webhook_sse_slot_t));
+        if (slot) {
+            ngx_memzero(slot, sizeof(ngx_http_webhook_sse_slot_t));
+            slot->pid = ngx_pid;
+            slot->fetched = sh->last_seq;
+            sh->slots[free] = slot;
+            zone->slot = free;
+        }
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+        if (gone[s]) {
+            ngx_log_error(NGX_LOG_NOTICE, zone->log, 0,
+                          "webhook zone \"%V\": reclaimed the slot of "
+                          "exited process %P with %ui streams",
+                          &zone->shm_zone->shm.name, pids[s], streams[s]);
+        }
+    }
+
+    if (free == -1) {
         ngx_log_error(NGX_LOG_CRIT, zone->log, 0,
                       "webhook zone \"%V\": more than %d worker processes, "
                       "this one serves no streams",
@@ -751,22 +855,12 @@ ngx_http_webhook_sse_store_claim_slot(ngx_http_webhook_sse_zone_t *zone)
         return NGX_DECLINED;
     }
 
-    slot = ngx_slab_alloc_locked(zone->shpool,
-                                 sizeof(ngx_http_webhook_sse_slot_t));
     if (slot == NULL) {
-        ngx_http_webhook_sse_store_unlock(zone);
         ngx_log_error(NGX_LOG_CRIT, zone->log, 0,
                       "webhook zone \"%V\" is too small for the worker "
                       "bookkeeping", &zone->shm_zone->shm.name);
         return NGX_ERROR;
     }
-
-    ngx_memzero(slot, sizeof(ngx_http_webhook_sse_slot_t));
-    slot->pid = ngx_pid;
-    sh->slots[s] = slot;
-    zone->slot = s;
-
-    ngx_http_webhook_sse_store_unlock(zone);
 
     return NGX_OK;
 }
@@ -787,17 +881,28 @@ ngx_http_webhook_sse_store_free_slot(ngx_http_webhook_sse_zone_t *zone)
 }
 
 
+/* everything of a slot goes: subscriptions and what it had not fetched */
+
 static void
 ngx_http_webhook_sse_store_clear_slot(ngx_http_webhook_sse_zone_t *zone,
     ngx_uint_t s)
 {
     ngx_queue_t                     *q, *next;
+    ngx_http_webhook_sse_msg_t      *msg;
     ngx_http_webhook_sse_shctx_t    *sh;
     ngx_http_webhook_sse_channel_t  *channel;
 
     sh = zone->sh;
 
     ngx_http_webhook_sse_mask_clear(sh->broadcast.subscribers, s);
+
+    for (q = ngx_queue_head(&sh->messages);
+         q != ngx_queue_sentinel(&sh->messages);
+         q = ngx_queue_next(q))
+    {
+        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+    }
 
     for (q = ngx_queue_head(&sh->lru);
          q != ngx_queue_sentinel(&sh->lru);
@@ -808,12 +913,497 @@ ngx_http_webhook_sse_store_clear_slot(ngx_http_webhook_sse_zone_t *zone,
 
         if (ngx_http_webhook_sse_mask_test(channel->subscribers, s)) {
             ngx_http_webhook_sse_mask_clear(channel->subscribers, s);
-            ngx_http_webhook_sse_store_release(zone, channel);
+            ngx_http_webhook_sse_store_free_unused(zone, channel);
         }
     }
 
     ngx_slab_free_locked(zone->shpool, sh->slots[s]);
     sh->slots[s] = NULL;
+}
+
+
+/*
+ * A new stream of this worker: joins the session's channel and the
+ * broadcast one and copies out its first replay part.  NGX_AGAIN: the
+ * copies' buffer is too small (copies->needed), nothing changed.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_subscribe(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies,
+    ngx_http_webhook_sse_subscribed_t *subscribed)
+{
+    ngx_int_t                        rc;
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    slot = sh->slots[zone->slot];
+
+    if (slot == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    ngx_http_webhook_sse_store_expire(zone, ngx_http_webhook_sse_now());
+
+    channel = ngx_http_webhook_sse_store_find(zone, &replay->session, 1);
+
+    if (channel == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    /*
+     * An id from the future is not ours: replay everything; one just
+     * ahead (webhook_redis: given out by another host a moment ago) has
+     * nothing to replay, and live delivery goes on after it.
+     */
+    if (replay->after > sh->last_seq
+        && replay->after - sh->last_seq > replay->ahead)
+    {
+        replay->after = 0;
+    }
+
+    rc = ngx_http_webhook_sse_store_copy_replay(zone, channel, replay, copies);
+
+    if (rc != NGX_OK) {
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
+        ngx_http_webhook_sse_store_unlock(zone);
+        return rc;
+    }
+
+    ngx_http_webhook_sse_mask_set(channel->subscribers, zone->slot);
+    ngx_http_webhook_sse_mask_set(sh->broadcast.subscribers, zone->slot);
+    slot->streams++;
+
+    subscribed->channel = channel->id;
+    subscribed->horizon = sh->last_seq;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/* the next part of a stream's replay */
+
+ngx_int_t
+ngx_http_webhook_sse_store_replay(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    ngx_int_t                        rc;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    /* a channel this worker subscribes to is never freed */
+    channel = ngx_http_webhook_sse_store_find(zone, &replay->session, 0);
+
+    if (channel == NULL) {
+        channel = &zone->sh->broadcast;
+    }
+
+    rc = ngx_http_webhook_sse_store_copy_replay(zone, channel, replay, copies);
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return rc;
+}
+
+
+/*
+ * Copies the retained messages of the channel and of the broadcast channel
+ * merged in publish order: those after replay->after on a resume, else the
+ * newest replay->limit ones; as many whole messages as the buffer holds.
+ * copies->last: the last one copied, or the newest sequence number of the
+ * zone when nothing more remains.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_store_copy_replay(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                           size;
+    ngx_uint_t                       n;
+    ngx_queue_t                     *qa, *qb, *ea, *eb;
+    ngx_http_webhook_sse_msg_t      *msg, *ma, *mb;
+    ngx_http_webhook_sse_channel_t  *broadcast;
+
+    broadcast = &zone->sh->broadcast;
+
+    copies->used = 0;
+    copies->count = 0;
+    copies->needed = 0;
+    copies->unsorted = 0;
+    copies->more = 0;
+    copies->last = ngx_max(zone->sh->last_seq, replay->after);
+
+    if (!replay->resume && replay->limit == 0) {
+        return NGX_OK;
+    }
+
+    ea = ngx_queue_sentinel(&channel->messages);
+    eb = ngx_queue_sentinel(&broadcast->messages);
+
+    /* from the newest end back to where the replay starts */
+
+    qa = ngx_queue_last(&channel->messages);
+    qb = (channel != broadcast) ? ngx_queue_last(&broadcast->messages) : eb;
+
+    for (n = 0; replay->resume || n < replay->limit; n++) {
+        ma = (qa != ea)
+             ? ngx_queue_data(qa, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+        mb = (qb != eb)
+             ? ngx_queue_data(qb, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+
+        if (ma && (mb == NULL || ma->seq > mb->seq)) {
+            if (ma->seq <= replay->after) {
+                break;
+            }
+
+            qa = ngx_queue_prev(qa);
+
+        } else if (mb && mb->seq > replay->after) {
+            qb = ngx_queue_prev(qb);
+
+        } else {
+            break;
+        }
+    }
+
+    /* then forward in publish order */
+
+    qa = ngx_queue_next(qa);
+    qb = (channel != broadcast) ? ngx_queue_next(qb) : eb;
+
+    for ( ;; ) {
+        ma = (qa != ea)
+             ? ngx_queue_data(qa, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+        mb = (qb != eb)
+             ? ngx_queue_data(qb, ngx_http_webhook_sse_msg_t, channel_queue)
+             : NULL;
+
+        if (ma && (mb == NULL || ma->seq < mb->seq)) {
+            msg = ma;
+
+        } else if (mb) {
+            msg = mb;
+
+        } else {
+            break;
+        }
+
+        size = ngx_http_webhook_sse_record_size(msg->len);
+
+        if (copies->used + size > copies->size) {
+            if (copies->count == 0) {
+                copies->needed = size;
+                return NGX_AGAIN;
+            }
+
+            copies->more = 1;
+            copies->last = replay->after;
+            break;
+        }
+
+        ngx_http_webhook_sse_store_copy(copies, msg);
+        replay->after = msg->seq;
+
+        if (msg == ma) {
+            qa = ngx_queue_next(qa);
+
+        } else {
+            qb = ngx_queue_next(qb);
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->delivered, copies->count);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_sse_store_copy(ngx_http_webhook_sse_copies_t *copies,
+    ngx_http_webhook_sse_msg_t *msg)
+{
+    ngx_http_webhook_sse_record_t  *rec;
+
+    rec = (ngx_http_webhook_sse_record_t *) (copies->start + copies->used);
+
+    rec->channel = msg->channel->id;
+    rec->seq = msg->seq;
+    rec->len = msg->len;
+    ngx_memcpy(&rec[1], msg->data, msg->len);
+
+    copies->used += ngx_http_webhook_sse_record_size(msg->len);
+    copies->count++;
+}
+
+
+/*
+ * A stream of this worker ended; the worker's last one on its channel (or
+ * at all: the broadcast channel) takes the worker off it, with everything
+ * it had still to fetch there.
+ */
+
+void
+ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker)
+{
+    ngx_http_webhook_sse_slot_t     *slot;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    if (zone->slot < 0) {
+        return;
+    }
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    slot = zone->sh->slots[zone->slot];
+
+    if (slot == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return;
+    }
+
+    slot->streams--;
+
+    if (last_of_channel && session->len) {
+        channel = ngx_http_webhook_sse_store_find(zone, session, 0);
+
+        if (channel) {
+            ngx_http_webhook_sse_store_forget_channel(zone, channel,
+                                                      zone->slot);
+            ngx_http_webhook_sse_store_free_unused(zone, channel);
+        }
+    }
+
+    if (last_of_worker) {
+        ngx_http_webhook_sse_store_forget_channel(zone, &zone->sh->broadcast,
+                                                  zone->slot);
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+}
+
+
+static void
+ngx_http_webhook_sse_store_forget_channel(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel, ngx_uint_t s)
+{
+    ngx_uint_t                    i, n;
+    ngx_queue_t                  *q;
+    ngx_http_webhook_sse_msg_t   *msg;
+    ngx_http_webhook_sse_slot_t  *slot;
+
+    ngx_http_webhook_sse_mask_clear(channel->subscribers, s);
+
+    for (q = ngx_queue_head(&channel->messages);
+         q != ngx_queue_sentinel(&channel->messages);
+         q = ngx_queue_next(q))
+    {
+        msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue);
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+    }
+
+    /* the notices may name only channels the worker subscribes to */
+
+    slot = zone->sh->slots[s];
+    n = 0;
+
+    for (i = 0; i < slot->nnotices; i++) {
+        if (slot->notices[i] != channel) {
+            slot->notices[n++] = slot->notices[i];
+        }
+    }
+
+    slot->nnotices = n;
+}
+
+
+/*
+ * Hands this worker what was published for it since it last looked: the
+ * messages marked unfetched for its slot on the channels its notices name,
+ * or on every channel when they overflowed.  NGX_AGAIN: the buffer is too
+ * small (copies->needed), nothing was taken.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                         size;
+    ngx_uint_t                     i;
+    ngx_http_webhook_sse_slot_t   *slot;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    copies->used = 0;
+    copies->count = 0;
+    copies->needed = 0;
+    copies->unsorted = 0;
+    copies->more = 0;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    slot = sh->slots[zone->slot];
+
+    if (slot == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    copies->last = sh->last_seq;
+
+    /* sized first: nothing is taken unless all of it fits */
+
+    if (slot->overflow) {
+        size = ngx_http_webhook_sse_store_take_new(zone, NULL, NULL);
+
+    } else {
+        size = 0;
+
+        for (i = 0; i < slot->nnotices; i++) {
+            size += ngx_http_webhook_sse_store_take_new(zone,
+                                                        slot->notices[i],
+                                                        NULL);
+        }
+    }
+
+    if (size > copies->size) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        copies->needed = size;
+        return NGX_AGAIN;
+    }
+
+    if (slot->overflow) {
+        (void) ngx_http_webhook_sse_store_take_new(zone, NULL, copies);
+
+    } else {
+        for (i = 0; i < slot->nnotices; i++) {
+            (void) ngx_http_webhook_sse_store_take_new(zone, slot->notices[i],
+                                                       copies);
+        }
+
+        copies->unsorted = (slot->nnotices > 1);
+    }
+
+    slot->nnotices = 0;
+    slot->overflow = 0;
+    slot->woken = 0;
+    slot->fetched = sh->last_seq;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The messages of a channel (NULL: of the whole zone) published since the
+ * worker last fetched that are still unfetched for it, in publish order:
+ * copied and marked fetched, or with copies NULL only sized.
+ */
+
+static size_t
+ngx_http_webhook_sse_store_take_new(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                        size;
+    ngx_int_t                     s;
+    ngx_queue_t                  *q, *first, *queue;
+    ngx_http_webhook_sse_msg_t   *msg;
+    ngx_http_webhook_sse_slot_t  *slot;
+
+    s = zone->slot;
+    slot = zone->sh->slots[s];
+    queue = channel ? &channel->messages : &zone->sh->messages;
+
+    size = 0;
+    first = ngx_queue_sentinel(queue);
+
+    for (q = ngx_queue_last(queue);
+         q != ngx_queue_sentinel(queue);
+         q = ngx_queue_prev(q))
+    {
+        msg = channel
+              ? ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue)
+              : ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (msg->seq <= slot->fetched) {
+            break;
+        }
+
+        first = q;
+    }
+
+    for (q = first; q != ngx_queue_sentinel(queue); q = ngx_queue_next(q)) {
+
+        msg = channel
+              ? ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue)
+              : ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
+            continue;
+        }
+
+        if (copies == NULL) {
+            size += ngx_http_webhook_sse_record_size(msg->len);
+            continue;
+        }
+
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+        ngx_http_webhook_sse_store_copy(copies, msg);
+    }
+
+    /* a channel read from is recently used */
+    if (copies && channel && channel != &zone->sh->broadcast) {
+        ngx_queue_remove(&channel->lru);
+        ngx_queue_insert_head(&zone->sh->lru, &channel->lru);
+    }
+
+    return size;
+}
+
+
+/*
+ * A doorbell that could not be rung: the worker is woken by the next
+ * publish again (and looks at its notices on its own meanwhile).
+ */
+
+void
+ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
+    ngx_pid_t pid)
+{
+    ngx_uint_t                     s;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+        if (sh->slots[s] && sh->slots[s]->pid == pid) {
+            sh->slots[s]->woken = 0;
+        }
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
 }
 
 
@@ -895,4 +1485,111 @@ ngx_http_webhook_sse_now(void)
     tp = ngx_timeofday();
 
     return (int64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * Stores a message made elsewhere (another host through Redis, a persisted
+ * file) under its own sequence number, and says which workers to wake like
+ * ngx_http_webhook_sse_store_publish().  "fields" is what follows the
+ * timestamp in the event (the publisher's fields, comma-separated, without
+ * braces).  Sequence numbers only grow: one at or below the zone's last is
+ * a duplicate (NGX_DECLINED); one that expired moves the zone's last
+ * forward and stores nothing.  NGX_ERROR: it cannot be kept (one larger
+ * than a quarter of the zone still moves the zone's last forward).
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake)
+{
+    size_t                           size;
+    int64_t                          now;
+    ngx_str_t                        none;
+    ngx_http_webhook_sse_msg_t      *msg;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    ngx_str_null(&none);
+
+    size = ngx_http_webhook_sse_store_msg_size(&none, fields);
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    if (seq <= sh->last_seq) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_webhook_sse_now();
+
+    ngx_http_webhook_sse_store_expire(zone, now);
+
+    if (time + (int64_t) zone->ttl <= now) {
+        sh->last_seq = seq;
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_OK;
+    }
+
+    if (size > zone->shm_zone->shm.size / 4) {
+        sh->last_seq = seq;
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    channel = ngx_http_webhook_sse_store_find(zone, session, 1);
+    if (channel == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    msg = ngx_http_webhook_sse_store_alloc(zone, size, channel);
+    if (msg == NULL) {
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    sh->last_seq = seq;
+
+    ngx_http_webhook_sse_store_add(zone, msg, channel, seq, time, &none,
+                                   fields, wake, nwake);
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The zone takes the ids of a cluster (or of a persisted file) it did not
+ * make: what it holds under its own epoch means nothing there and goes.
+ */
+
+void
+ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq)
+{
+    ngx_http_webhook_sse_msg_t    *msg;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    if (sh->epoch != epoch) {
+        while (!ngx_queue_empty(&sh->messages)) {
+            msg = ngx_queue_data(ngx_queue_head(&sh->messages),
+                                 ngx_http_webhook_sse_msg_t, zone_queue);
+            ngx_http_webhook_sse_store_free_msg(zone, msg, NULL);
+        }
+
+        sh->epoch = epoch;
+        sh->last_seq = last_seq;
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
 }

@@ -21,8 +21,8 @@
 #define NGX_HTTP_WEBHOOK_SSE_SLOTS       128
 #define NGX_HTTP_WEBHOOK_SSE_MASK_WORDS  (NGX_HTTP_WEBHOOK_SSE_SLOTS / 64)
 
-/* pending channel notices per worker before it rescans all its channels */
-#define NGX_HTTP_WEBHOOK_SSE_RING        256
+/* channel notices a worker holds before it looks at every new message */
+#define NGX_HTTP_WEBHOOK_SSE_NOTICES     256
 
 #define NGX_HTTP_WEBHOOK_SSE_BROADCAST   0
 
@@ -31,6 +31,7 @@
 
 
 typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
+typedef struct ngx_http_webhook_sse_outbox_s  ngx_http_webhook_sse_outbox_t;
 
 
 typedef struct {
@@ -39,8 +40,8 @@ typedef struct {
     ngx_http_webhook_sse_channel_t  *channel;
     uint64_t                         seq;
     int64_t                          time;
-    /* workers that subscribed when it was published and have not fetched */
-    ngx_uint_t                       pending;
+    /* workers (slots) told about it that have not fetched it yet */
+    uint64_t                 unfetched[NGX_HTTP_WEBHOOK_SSE_MASK_WORDS];
     size_t                           len;
     u_char                           data[1];
 } ngx_http_webhook_sse_msg_t;
@@ -71,13 +72,19 @@ typedef struct {
 } ngx_http_webhook_sse_key_t;
 
 
+/*
+ * A worker's bookkeeping: its streams, the channels with news for it since
+ * it last fetched (shared-memory pointers: a channel a worker subscribes to
+ * is never freed), and whether its doorbell was rung for them.
+ */
 typedef struct {
     ngx_pid_t                        pid;
     ngx_uint_t                       streams;
-    ngx_uint_t                       armed;
+    ngx_uint_t                       woken;
     ngx_uint_t                       overflow;
-    ngx_uint_t                       nring;
-    uint64_t                         ring[NGX_HTTP_WEBHOOK_SSE_RING];
+    uint64_t                         fetched;
+    ngx_uint_t                       nnotices;
+    ngx_http_webhook_sse_channel_t  *notices[NGX_HTTP_WEBHOOK_SSE_NOTICES];
 } ngx_http_webhook_sse_slot_t;
 
 
@@ -108,6 +115,9 @@ typedef struct {
     ngx_atomic_t                     delivered;
 
     ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+
+    /* outbound deliveries (ngx_http_webhook_sse_outbox.c) */
+    ngx_http_webhook_sse_outbox_t   *outbox;
 } ngx_http_webhook_sse_shctx_t;
 
 
@@ -119,18 +129,15 @@ typedef struct {
     ngx_uint_t                       history;
     ngx_msec_t                       ttl;
 
-    /* worker state */
+    /* this worker's slot, -1 when it has none */
     ngx_int_t                        slot;
-    ngx_connection_t                *doorbell;
-    ngx_rbtree_t                     lchannels;
-    ngx_rbtree_node_t                lsentinel;
-    struct ngx_http_webhook_sse_lchannel_s  *broadcast;
-    ngx_queue_t                      streams;
-    ngx_uint_t                       nstreams;
-    void                            *free;
-    ngx_uint_t                       nfree;
-    ngx_queue_t                      touched;
     ngx_log_t                       *log;
+
+    /* webhook_redis: the zone's Redis link, NULL when local only */
+    void                            *redis;
+
+    /* webhook_zone ... persist=PATH, empty when not */
+    ngx_str_t                        persist;
 } ngx_http_webhook_sse_zone_t;
 
 
@@ -138,6 +145,56 @@ typedef struct {
     uint64_t                         seq;
     int64_t                          time;
 } ngx_http_webhook_sse_stored_t;
+
+
+/*
+ * Messages copied out of the zone under its lock into a buffer the caller
+ * allocated: records of a header and the event text, 8-byte aligned.  When
+ * the buffer is too small nothing is taken and "needed" says what it takes.
+ */
+typedef struct {
+    uint64_t                         channel;
+    uint64_t                         seq;
+    size_t                           len;
+} ngx_http_webhook_sse_record_t;
+
+
+typedef struct {
+    u_char                          *start;
+    size_t                           size;
+    size_t                           used;
+    size_t                           needed;
+    ngx_uint_t                       count;
+    /* the newest message looked at (a replay goes on after it) */
+    uint64_t                         last;
+    /* the records of several channels, not in publish order */
+    unsigned                         unsorted:1;
+    /* a replay that did not fit: more remains */
+    unsigned                         more:1;
+} ngx_http_webhook_sse_copies_t;
+
+
+/* what a stream asks to be replayed */
+typedef struct {
+    ngx_str_t                        session;
+    /* messages after this sequence number ... */
+    uint64_t                         after;
+    /* ... or, without "after", the newest "limit" ones */
+    ngx_uint_t                       limit;
+    /* how far past the zone's newest "after" may be and still count */
+    uint64_t                         ahead;
+    unsigned                         resume:1;
+} ngx_http_webhook_sse_replay_t;
+
+
+/* what a subscription changed, for the worker's own bookkeeping */
+typedef struct {
+    uint64_t                         channel;
+    uint64_t                         horizon;
+} ngx_http_webhook_sse_subscribed_t;
+
+#define ngx_http_webhook_sse_record_size(len)                                 \
+    ngx_align(sizeof(ngx_http_webhook_sse_record_t) + (len), 8)
 
 
 #define NGX_HTTP_WEBHOOK_SSE_KEY_NEW       0
@@ -159,21 +216,33 @@ ngx_int_t ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone,
 void ngx_http_webhook_sse_store_lock(ngx_http_webhook_sse_zone_t *zone);
 void ngx_http_webhook_sse_store_unlock(ngx_http_webhook_sse_zone_t *zone);
 
-ngx_http_webhook_sse_channel_t *ngx_http_webhook_sse_store_find(
-    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_uint_t create);
-
 ngx_int_t ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_str_t *extra, ngx_str_t *members,
     ngx_http_webhook_sse_idempotency_t *idem,
     ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake,
     ngx_uint_t *nwake);
 
+/* streams of this worker (zone->slot), lock taken inside */
+ngx_int_t ngx_http_webhook_sse_store_subscribe(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies,
+    ngx_http_webhook_sse_subscribed_t *subscribed);
+ngx_int_t ngx_http_webhook_sse_store_replay(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_replay_t *replay,
+    ngx_http_webhook_sse_copies_t *copies);
+void ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker);
+ngx_int_t ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_copies_t *copies);
+void ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
+    ngx_pid_t pid);
+
+void *ngx_http_webhook_sse_store_alloc_evicting(
+    ngx_http_webhook_sse_zone_t *zone, size_t size);
+
+/* zone lock held */
 void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
     int64_t now);
-void ngx_http_webhook_sse_store_unpin(ngx_http_webhook_sse_channel_t *channel,
-    uint64_t after);
-void ngx_http_webhook_sse_store_release(ngx_http_webhook_sse_zone_t *zone,
-    ngx_http_webhook_sse_channel_t *channel);
 
 ngx_int_t ngx_http_webhook_sse_store_claim_slot(
     ngx_http_webhook_sse_zone_t *zone);
@@ -197,6 +266,13 @@ size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
 uint64_t ngx_http_webhook_sse_parse_id(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, size_t len);
 int64_t ngx_http_webhook_sse_now(void);
+
+/* messages that come from elsewhere (Redis, a persisted file) */
+ngx_int_t ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake);
+void ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq);
 
 
 #define ngx_http_webhook_sse_mask_set(m, s)                                   \

@@ -18,10 +18,10 @@
 
 static ngx_uint_t ngx_http_webhook_sse_verify_standard(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error);
+    ngx_str_t *delivery, ngx_str_t *header, const char **error);
 static ngx_uint_t ngx_http_webhook_sse_verify_github(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error);
+    ngx_str_t *delivery, ngx_str_t *header, const char **error);
 
 
 static ngx_str_t  ngx_http_webhook_sse_secret_header =
@@ -103,29 +103,32 @@ ngx_http_webhook_sse_check_secret(ngx_http_request_t *r,
 
 /*
  * The signature over the body; NGX_OK, or the status and why.  "delivery"
- * gets the sender's id of the delivery, empty when there is none.
+ * gets the sender's id of the delivery, empty when there is none, and
+ * "header" the name of the header it came in.
  */
 
 ngx_uint_t
 ngx_http_webhook_sse_verify(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error)
+    ngx_str_t *delivery, ngx_str_t *header, const char **error)
 {
     ngx_uint_t  status;
 
     delivery->len = 0;
     delivery->data = NULL;
+    header->len = 0;
+    header->data = NULL;
 
     switch (wlcf->verify) {
 
     case NGX_HTTP_WEBHOOK_SSE_VERIFY_STANDARD:
         status = ngx_http_webhook_sse_verify_standard(r, wlcf, body, delivery,
-                                                      error);
+                                                      header, error);
         break;
 
     case NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB:
         status = ngx_http_webhook_sse_verify_github(r, wlcf, body, delivery,
-                                                    error);
+                                                    header, error);
         break;
 
     default:
@@ -149,11 +152,11 @@ ngx_http_webhook_sse_verify(ngx_http_request_t *r,
 static ngx_uint_t
 ngx_http_webhook_sse_verify_standard(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error)
+    ngx_str_t *delivery, ngx_str_t *header, const char **error)
 {
     u_char           *p, *last, *end;
     time_t            timestamp, now;
-    ngx_str_t         data, sig, mac;
+    ngx_str_t         data, sig, mac, *name;
     ngx_uint_t        k;
     ngx_table_elt_t  *id, *ts, *signature;
     u_char            buf[NGX_HTTP_WEBHOOK_SSE_MAC_LEN + 3];
@@ -166,7 +169,10 @@ ngx_http_webhook_sse_verify_standard(ngx_http_request_t *r,
     signature = ngx_http_webhook_sse_find_header(r,
                                         &ngx_http_webhook_sse_signature_header);
 
+    name = &ngx_http_webhook_sse_id_header;
+
     if (id == NULL && ts == NULL && signature == NULL) {
+        name = &ngx_http_webhook_sse_svix_id_header;
         id = ngx_http_webhook_sse_find_header(r,
                                         &ngx_http_webhook_sse_svix_id_header);
         ts = ngx_http_webhook_sse_find_header(r,
@@ -258,6 +264,7 @@ ngx_http_webhook_sse_verify_standard(ngx_http_request_t *r,
                 for (k = 0; k < wlcf->verify_keys->nelts; k++) {
                     if (ngx_http_webhook_sse_mac_equal(buf, macs[k])) {
                         *delivery = id->value;
+                        *header = *name;
                         return NGX_OK;
                     }
                 }
@@ -277,7 +284,7 @@ ngx_http_webhook_sse_verify_standard(ngx_http_request_t *r,
 static ngx_uint_t
 ngx_http_webhook_sse_verify_github(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *body,
-    ngx_str_t *delivery, const char **error)
+    ngx_str_t *delivery, ngx_str_t *header, const char **error)
 {
     ngx_int_t         rc;
     ngx_table_elt_t  *h;
@@ -317,6 +324,7 @@ ngx_http_webhook_sse_verify_github(ngx_http_request_t *r,
                                         &ngx_http_webhook_sse_github_delivery);
     if (h) {
         *delivery = h->value;
+        *header = ngx_http_webhook_sse_github_delivery;
     }
 
     return NGX_OK;

@@ -104,7 +104,8 @@ $t->stop;
     my $u = WebhookSSE::Test->example(
         'relay-env.conf',
         env => { WEBHOOK_SECRET => '' },
-        expect_log => [ qr/variable "WEBHOOK_SECRET" is not set/ ]);
+        expect_log => [ qr/variable "WEBHOOK_SECRET" is not set/,
+                        qr/1 webhook secret could not be read/ ]);
     my ($ok, $out) = $u->test_config;
     ok(!$ok, 'nginx -t fails when WEBHOOK_SECRET is empty');
     like($out, qr/WEBHOOK_SECRET/, 'nginx -t names the variable');

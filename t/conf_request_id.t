@@ -28,10 +28,27 @@ sub update
     return $t->publish($PUB, $data, secret => $SECRET);
 }
 
+# the answer is the workers' {"received":true,"request_id":..}: the message
+# id is in the access log (id=$webhook_message_id), one line per publish
+my $published = 0;
+
+sub logged_id
+{
+    my $n = ++$published;
+    my @ids;
+    wait_until(sub {
+        @ids = $t->access_log =~ m{"POST /\S+ HTTP/1\.1" 200 id=(\S+)}g;
+        return @ids >= $n;
+    }, 5);
+    return $ids[$n - 1];
+}
+
 sub update_ok
 {
     my ($data) = @_;
-    return $t->publish_ok($PUB, $data, secret => $SECRET);
+    my $r = $t->publish($PUB, $data, secret => $SECRET);
+    die "update failed: $r->{status} $r->{body}\n" unless $r->{status} == 200;
+    return logged_id();
 }
 
 # ----- the flow ---------------------------------------------------------------
@@ -47,7 +64,10 @@ $other->wait_events(1, 5);
 
 my $r = update({ request_id => 'req-1', status => 'processing' });
 is($r->{status}, 200, 'a status update without a message text is accepted');
-my $id1 = $r->{json}{messageId};
+is($r->{body}, qq({"received":true,"request_id":"req-1"}\n),
+   'the answer is the workers\' {"received":true,"request_id":..}');
+is($r->{headers}{'content-type'}, 'application/json', 'answered as JSON');
+my $id1 = logged_id();
 
 my $id_other = update_ok({ request_id => 'req-2', status => 'processing' });
 

@@ -59,7 +59,23 @@ is($r->{status}, 401, 'stream with a wrong token: 401');
 $r = $t->request('GET', '/api/webhook/stream?sessionId=someone-else',
                  headers => \%COOKIE);
 is($r->{status}, 401, 'stream of another user\'s session: 401 (the app '
-                      . 'sees the session in X-Original-URI)');
+                      . 'sees the session in X-Webhook-Session)');
+
+# $arg_sessionId ignores case and takes the first match: the application
+# is told the session nginx streams, not left to parse the URI its own way
+for my $q ('SESSIONID=victim&sessionId=abc123',
+           'sessionid=victim&sessionId=abc123',
+           'sessionId=victim&sessionId=abc123')
+{
+    $r = $t->request('GET', "/api/webhook/stream?$q", headers => \%COOKIE);
+    is($r->{status}, 401, "stream ?$q: 401, the victim's session is not "
+                          . 'streamed');
+}
+
+$r = $t->request('GET', '/api/webhook/stream?sessionId=abc%2',
+                 headers => \%COOKIE);
+is($r->{status}, 401, 'stream ?sessionId=abc%2 (a malformed escape): no '
+                      . 'X-Webhook-Session, refused');
 
 $r = $t->request('GET', '/_auth/stream', headers => \%COOKIE);
 is($r->{status}, 404, 'the auth location is internal');

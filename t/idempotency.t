@@ -264,6 +264,95 @@ is(with_key('/pub', { message => 'long ok', sessionId => 'idem' },
     events_until_marker('unsigned');
 }
 
+# --- with webhook_verify the signed delivery id is the only key -----------
+
+sub signed
+{
+    my ($body, $id, %o) = @_;
+    my $ts = $o{ts} // int(time);
+    my $sig = 'v1,' . encode_base64(hmac_sha256("$id.$ts.$body", $KEY), '');
+    my $idn = $o{svix} ? 'svix-id' : 'webhook-id';
+    my $tsn = $o{svix} ? 'svix-timestamp' : 'webhook-timestamp';
+    my $sgn = $o{svix} ? 'svix-signature' : 'webhook-signature';
+    return $t->request('POST', '/signed', body => $body,
+                       headers => [ 'Content-Type' => 'application/json',
+                                    $idn => $id, $tsn => $ts, $sgn => $sig,
+                                    @{ $o{headers} // [] } ]);
+}
+
+{
+    # a captured request sent again with a fresh Idempotency-Key
+    my $body = json_encode({ message => 'captured', sessionId => 'idem' });
+    my $first = signed($body, 'msg_captured',
+                       headers => [ 'Idempotency-Key' => 'first' ]);
+    is($first->{status}, 200, 'captured signed request: 200 the first time');
+    my $again = signed($body, 'msg_captured',
+                       headers => [ 'Idempotency-Key' => 'fresh-key' ]);
+    is($again->{json}{messageId}, $first->{json}{messageId},
+       'replayed with a fresh Idempotency-Key: the first messageId');
+    is($again->{headers}{'idempotent-replayed'}, 'true',
+       'replayed with a fresh Idempotency-Key: answered as a replay');
+    is(scalar(events_until_marker('captured')), 1,
+       'replayed with a fresh Idempotency-Key: one event');
+
+    # the header name as the client wrote it does not matter
+    my $none = signed($body, 'msg_captured');
+    is($none->{headers}{'idempotent-replayed'}, 'true',
+       'replayed without Idempotency-Key: a replay');
+    events_until_marker('captured 2');
+}
+
+{
+    my $body = json_encode({ message => 'long id', sessionId => 'idem' });
+    my $r = signed($body, 'm' x 256);
+    is($r->{status}, 400, 'signed webhook-id of 256 bytes: 400');
+    is($r->{json}{error} // '', 'webhook-id must be at most 255 bytes',
+       'the 400 names webhook-id');
+    is(signed($body, 'm' x 255)->{status}, 200,
+       'signed webhook-id of 255 bytes: 200');
+    my $s256 = signed($body, 's' x 256, svix => 1);
+    is($s256->{json}{error} // '', 'svix-id must be at most 255 bytes',
+       'the 400 names svix-id when that was sent');
+    events_until_marker('long id');
+}
+
+{
+    # one delivery id for two different signed bodies
+    signed(json_encode({ message => 'one', sessionId => 'idem' }), 'msg_two',
+           svix => 1);
+    my $r = signed(json_encode({ message => 'two', sessionId => 'idem' }),
+                   'msg_two', svix => 1);
+    is($r->{status}, 422, 'a signed id reused for another body: 422');
+    is($r->{json}{error} // '', 'this svix-id was used for a different request',
+       'the 422 names svix-id, not Idempotency-Key');
+
+    my $gh1 = json_encode({ message => 'gh one', sessionId => 'idem' });
+    my $gh2 = json_encode({ message => 'gh two', sessionId => 'idem' });
+    my @r = map {
+        $t->publish('/github', $_,
+                    headers => { 'X-Hub-Signature-256' =>
+                                     'sha256=' . hmac_sha256_hex($_, 'gh'),
+                                 'X-GitHub-Delivery' => 'd-reused' })
+    } $gh1, $gh2;
+    is($r[1]{json}{error} // '',
+       'this X-GitHub-Delivery was used for a different request',
+       'the 422 names X-GitHub-Delivery');
+    events_until_marker('reused ids');
+}
+
+{
+    # control bytes of a delivery id are escaped in error_log
+    my $body = json_encode({ message => 'esc id', sessionId => 'idem' });
+    my $id = "msg\x1b[31mred\x01";
+    signed($body, $id) for 1 .. 2;
+    my $line = $t->wait_error_log(qr/repeated with webhook-id "msg\\/, 5);
+    like($line // '', qr/"msg\\x1B\[31mred\\x01"/,
+         'the replayed delivery id is logged escaped');
+    unlike($t->error_log, qr/[\x01\x1b]/,
+           'no control byte of a delivery id reached error_log');
+    events_until_marker('esc id');
+}
+
 # --- racing retries on two workers -----------------------------------------
 
 # A keep-alive connection, and the pid of the worker that accepted it.

@@ -123,7 +123,8 @@ sub never_open
 {
     my ($name, $directive, $path) = @_;
 
-    my $bad = WebhookSSE::Test->new(expect_log => [qr/\[emerg\].*\Q$path\E/],
+    my $bad = WebhookSSE::Test->new(expect_log => [qr/\[emerg\].*\Q$path\E/,
+                                                   qr/webhook secrets? could not be read/],
                                     http => <<"EOF");
     webhook_zone zone=chat:1m;
     server {

@@ -69,6 +69,85 @@ like($r->{body}, qr/^# TYPE webhook_published_total counter$/m,
 $r = $t->request('POST', '/status');
 is($r->{status}, 405, 'status: POST refused');
 is($r->{json} && $r->{json}{success}, 0, 'status: refusal is JSON');
+is($r->{headers}{allow}, 'GET, HEAD', 'status: the 405 carries Allow');
+
+$r = $t->request('GET', '/status?format=xml');
+is($r->{status}, 400, 'status: an unknown format= is 400');
+like($r->{json} && $r->{json}{error}, qr/format=json or format=prometheus/,
+     'status: the 400 names the formats');
+is($t->request('GET', '/status?format=json')->{json}{zone}, 'chat',
+   'status: format=json');
+
+# ----- a plain scrape: content negotiation ------------------------------------
+
+my $PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0,'
+    . 'application/openmetrics-text;version=0.0.1;q=0.75,'
+    . 'text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+
+for my $accept ([$PROMETHEUS_ACCEPT, 'text', 'Prometheus\'s scrape'],
+                ['text/plain', 'text', 'text/plain'],
+                ['application/openmetrics-text', 'text', 'OpenMetrics'],
+                ['*/*', 'json', 'curl (*/*)'],
+                ['application/json, text/plain', 'json', 'JSON and text'],
+                [undef, 'json', 'no Accept'])
+{
+    my ($value, $want, $what) = @$accept;
+    my $x = $t->request('GET', '/status',
+                        headers => defined $value ? { Accept => $value } : {});
+    if ($want eq 'text') {
+        like($x->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4},
+             "status: $what gets the text format");
+    } else {
+        is($x->{headers}{'content-type'}, 'application/json',
+           "status: $what gets JSON");
+    }
+    is($x->{headers}{vary}, 'Accept', "status: $what: Vary: Accept");
+}
+
+# every JSON figure in the text format, each with HELP and TYPE
+{
+    my $json = status();
+    my $text = $t->request('GET', '/status',
+                           headers => { Accept => $PROMETHEUS_ACCEPT })->{body};
+    my %map = (size => 'webhook_zone_size_bytes',
+               used => 'webhook_zone_used_bytes',
+               free => 'webhook_zone_free_bytes',
+               channels => 'webhook_channels',
+               retained => 'webhook_retained_messages',
+               streams => 'webhook_streams',
+               workers => 'webhook_workers',
+               published => 'webhook_published_total',
+               delivered => 'webhook_delivered_total',
+               evicted => 'webhook_evicted_total',
+               expired => 'webhook_expired_total',
+               idempotencyKeys => 'webhook_idempotency_keys',
+               duplicates => 'webhook_duplicates_total',
+               epoch => 'webhook_zone_epoch',
+               lastSeq => 'webhook_last_sequence');
+    my @missing = grep { $_ ne 'zone' && $_ ne 'version' && !$map{$_} }
+                  sort keys %$json;
+    is("@missing", '', 'status: every JSON figure has a metric');
+    like($text, qr/^# HELP webhook_build_info \S.*\n# TYPE webhook_build_info gauge\nwebhook_build_info\{version="\Q$json->{version}\E"\} 1$/m,
+         'prometheus: the JSON version is webhook_build_info\'s label');
+    for my $k (sort keys %map) {
+        my $m = $map{$k};
+        like($text, qr/^# HELP $m \S.*\n# TYPE $m (gauge|counter)\n\Q$m\E\{zone="chat"\} \Q$json->{$k}\E$/m,
+             "prometheus: $m has HELP, TYPE and the JSON's $k");
+    }
+
+    SKIP: {
+        my $promtool = -x '/usr/bin/promtool' ? '/usr/bin/promtool' : undef;
+        ok($promtool, 'promtool is installed (make test installs '
+                      . 'prometheus)') or skip 'no promtool', 2;
+        my $file = $t->dir . '/logs/metrics.txt';
+        open my $fh, '>', $file or die $!;
+        print $fh $text;
+        close $fh;
+        my $out = `$promtool check metrics < $file 2>&1`;
+        is($?, 0, 'promtool check metrics: exit 0') or diag $out;
+        is($out, '', 'promtool check metrics: no complaint') or diag $out;
+    }
+}
 
 $_->close for @s1, $s2;
 

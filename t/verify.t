@@ -116,7 +116,8 @@ sub github
     return $t->publish($path, $body,
                        headers => { 'X-Hub-Signature-256' => $sig,
                                     %{ $o{headers} // {} } },
-                       defined $o{secret} ? (secret => $o{secret}) : ());
+                       defined $o{secret} ? (secret => $o{secret}) : (),
+                       content_type => $o{content_type});
 }
 
 sub accepted
@@ -304,6 +305,48 @@ refused($t->publish('/github', body('none')),
     (my $tampered = $body) =~ s/tamper/tampe!/;
     refused(github('/github', $tampered, sig => $sig),
             qr/does not match/, 'github: tampered body');
+}
+
+# GitHub's "application/x-www-form-urlencoded" deliveries: payload=<JSON>,
+# signed as sent
+{
+    my $json = json_encode({ message => "form & co: 100% \x{e9}+ok",
+                             sessionId => 'signed', n => 1 });
+    my $esc = $json;
+    $esc =~ s/([^A-Za-z0-9_.~-])/sprintf('%%%02X', ord $1)/ge;
+    # GitHub writes spaces as '+'
+    $esc =~ s/%20/+/g;
+    my $form = "payload=$esc";
+    my $formct = 'application/x-www-form-urlencoded';
+    my $ev = accepted(github('/github', $form,
+                             content_type => $formct),
+                      'github form delivery');
+    is($ev && $ev->{json}{message}, "form & co: 100% \x{e9}+ok",
+       'github form delivery: the payload decoded ("+" a space, %XX bytes)');
+    is($ev && $ev->{json}{n}, 1, 'github form delivery: every field');
+
+    # the signature covers the form as sent, not the decoded JSON
+    refused(github('/github', $form, content_type => $formct,
+                   sig => 'sha256=' . hmac_sha256_hex($json, 'gh-secret')),
+            qr/does not match/, 'github form: signed JSON, not the form');
+
+    my $r = github('/github', 'other=1&x=2',
+                   content_type => $formct);
+    is($r->{status}, 400, 'github form without payload=: 400');
+    like($r->{json}{error} // '', qr/payload= field/, '... saying so');
+
+    $r = github('/github', 'payload=%7B%2',
+                content_type => $formct);
+    is($r->{status}, 400, 'github form with a broken escape: 400');
+
+    $r = $t->publish('/standard', 'payload=%7B%7D', content_type => $formct);
+    is($r->{status}, 415, 'a form body elsewhere: 415');
+
+    $r = $t->publish('/github', 'x', content_type => 'text/plain');
+    is($r->{status}, 415, 'github: text/plain is 415');
+    is($r->{json}{error} // '', 'Content-Type must be application/json or '
+                                . 'application/x-www-form-urlencoded',
+       'github: the 415 names both types');
 }
 
 # webhook_secret and webhook_verify together: both must pass

@@ -28,6 +28,8 @@
     document.getElementById('session').textContent = sessionId;
 
     var seen = new Set();
+    /* ids of the messages this page posted: shown as its own */
+    var mine = new Set();
     var lastEventId = '';
     var source = null;
     var retryTimer = null;
@@ -428,6 +430,17 @@
         }
     }
 
+    /* the chat pane shows its newest message */
+
+    function scrollToEnd() {
+        chat.scrollTop = chat.scrollHeight;
+    }
+
+    function markOwn(bubble) {
+        bubble.classList.add('own');
+        bubble.querySelector('.badge').textContent = 'Sent here';
+    }
+
     function render(data) {
         var bubble = el('div', 'bubble webhook');
 
@@ -479,8 +492,18 @@
             empty = null;
         }
 
+        if (mine.has(data.messageId)) {
+            markOwn(bubble);
+        }
+
         chat.appendChild(bubble);
-        chat.scrollTop = chat.scrollHeight;
+        scrollToEnd();
+
+        /* pictures make the bubble taller once they have loaded */
+        Array.prototype.forEach.call(bubble.querySelectorAll('img'),
+            function (img) {
+                img.addEventListener('load', scrollToEnd);
+            });
     }
 
 
@@ -562,11 +585,25 @@
         }).then(function (res) {
             return res.text().then(function (text) {
                 var shown = text;
+                var json = null;
 
                 try {
-                    shown = JSON.stringify(JSON.parse(text), null, 2);
+                    json = JSON.parse(text);
+                    shown = JSON.stringify(json, null, 2);
                 } catch (err) {
                     /* not JSON: show it as it came */
+                }
+
+                /* the event may have arrived before this answer */
+                if (json && typeof json.messageId === 'string') {
+                    mine.add(json.messageId);
+
+                    Array.prototype.forEach.call(
+                        chat.querySelectorAll('.bubble'), function (b) {
+                            if (b.dataset.messageId === json.messageId) {
+                                markOwn(b);
+                            }
+                        });
                 }
 
                 answer.textContent = res.status + ' ' + res.statusText

@@ -267,6 +267,77 @@ step('the page connects: its sessionId shown, kept in sessionStorage, '
 });
 
 
+step('own messages stand apart; the pane shows the newest; no favicon '
+     + 'request', async () => {
+    const requests = [];
+    const page = await openPage();
+
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+    await page.reload({ timeout: WAIT });
+    await page.locator('#state[data-state="connected"]')
+              .waitFor({ timeout: WAIT });
+
+    assert.ok(!requests.includes('/favicon.ico'),
+              'the page names its icon inline: no /favicon.ico request');
+    assert.ok(!fs.readFileSync(server.errorLog, 'utf8')
+                 .includes('favicon.ico'),
+              'no favicon.ico line in the error log');
+
+    /* one from the page's form, one from elsewhere (a service) */
+    const mineText = `from this page ${tag()}`;
+    await page.locator('#message').fill(mineText, { timeout: WAIT });
+    await page.locator('#publish button[type="submit"]')
+              .click({ timeout: WAIT });
+    await bubble(page, mineText).waitFor({ timeout: WAIT });
+    await page.waitForFunction(() => /^200 /.test(
+        document.getElementById('answer').textContent), null,
+        { timeout: WAIT });
+
+    const otherText = `from a service ${tag()}`;
+    await publish({ message: otherText, sessionId: page.sessionId });
+    await bubble(page, otherText).waitFor({ timeout: WAIT });
+
+    const look = (text) => bubble(page, text).evaluate((b) => {
+        const cs = getComputedStyle(b);
+        return { own: b.classList.contains('own'), align: cs.alignSelf,
+                 bg: cs.backgroundColor,
+                 badge: b.querySelector('.badge').textContent };
+    });
+    const mine = await look(mineText);
+    const other = await look(otherText);
+
+    assert.equal(mine.own, true, 'the form\'s message is marked own');
+    assert.equal(other.own, false, 'a service\'s message is not');
+    assert.equal(mine.align, 'flex-end', 'own messages on the right');
+    assert.notEqual(other.align, 'flex-end', 'others on the left');
+    assert.notEqual(mine.bg, other.bg, 'own and other differ in colour');
+    assert.notEqual(mine.badge, other.badge, 'and in their badge');
+
+    /* many messages: the pane is scrolled to the newest, also after a
+       card's picture has loaded */
+    for (let i = 0; i < 25; i++) {
+        await publish({ message: `filler ${i}`, sessionId: page.sessionId });
+    }
+    const last = `with a picture ${tag()}`;
+    await publish({ message: last, sessionId: page.sessionId,
+                    content_type: 'cards',
+                    content_attributes: { items: [
+                        { media_url: 'card.svg', title: 'Card' } ] } });
+    await bubble(page, last).waitFor({ timeout: WAIT });
+    await page.waitForFunction(() => Array.from(document.images)
+        .every((i) => i.complete && i.naturalWidth > 0), null,
+        { timeout: WAIT });
+    await page.waitForFunction(() => {
+        const c = document.getElementById('chat');
+        return c.scrollHeight > c.clientHeight
+               && c.scrollTop + c.clientHeight >= c.scrollHeight - 2;
+    }, null, { timeout: WAIT });
+
+    assert.deepEqual(page.errors, [], 'no script errors');
+    await page.context().close();
+});
+
+
 step('the page\'s form posts test webhooks; screenshots light and dark',
      async () => {
     const page = await openPage({ viewport: { width: 960, height: 1200 } });
