@@ -37,9 +37,14 @@ my $CHECK    = $SECONDS / 20 < 1 ? 1 : int($SECONDS / 20);
 #
 # Memory after warm-up: the workers' private memory (RssAnon, both
 # together) may grow by at most this much over the second half of the
-# run: a leak of one 100-byte object per publish would be 1 MB/s.
+# run: a leak of one 100-byte object per publish would be 1 MB/s.  When
+# the machine stalls, streams queue more for a moment and malloc keeps
+# what it got (steps of 244 and 356 KB at checkpoints that waited 56 ms,
+# in run 9 of 20): 16 bytes per publish of the window are allowed too,
+# a sixth of that leak.
 my $ANON_SLACK_KB = 512;
 my $ANON_SLACK_PCT = 3;
+my $ANON_SLACK_PER_PUB = 16;
 
 my $CONF = <<'EOF';
     webhook_zone zone=chat:64m history=%%HISTORY%%;
@@ -167,14 +172,17 @@ SKIP: {
 
     my ($mid, $max, $last, $growth) =
         Soak::second_half_growth([ map { $_->{anon_kb} } @cp ]);
+    my $pubs = @cp ? $cp[-1]{acked} - $cp[ int($#cp / 2) ]{acked} : 0;
     my $bound = $ANON_SLACK_KB;
     $bound = $mid * $ANON_SLACK_PCT / 100 if $mid * $ANON_SLACK_PCT / 100
                                              > $bound;
+    $bound = $pubs * $ANON_SLACK_PER_PUB / 1024
+        if $pubs * $ANON_SLACK_PER_PUB / 1024 > $bound;
     ok($growth <= $bound,
        "memory: workers' private memory $cp[0]{anon_kb} KB at the first "
        . "checkpoint, $mid KB at half time, at most $max KB after "
-       . "(growth $growth KB, bound " . int($bound) . ' KB), '
-       . "$f->{anon_last_kb} KB at the end");
+       . "(growth $growth KB, bound " . int($bound) . " KB for $pubs "
+       . "publishes), $f->{anon_last_kb} KB at the end");
 
     # The zone grows until every session's history is full: from the
     # later of half time and the checkpoint by which 1.5 times the
