@@ -20,6 +20,7 @@
 
 static ngx_int_t ngx_http_webhook_sse_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_webhook_sse_init(ngx_conf_t *cf);
+static void *ngx_http_webhook_sse_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -263,7 +264,7 @@ static ngx_http_module_t  ngx_http_webhook_sse_module_ctx = {
     ngx_http_webhook_sse_add_variables,    /* preconfiguration */
     ngx_http_webhook_sse_init,             /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_webhook_sse_create_main_conf, /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -377,6 +378,41 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
     }
 
     return ngx_http_webhook_sse_error_filter_init(cf);
+}
+
+
+static void *
+ngx_http_webhook_sse_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
+
+    wmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_webhook_sse_main_conf_t));
+    if (wmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&wmcf->zones, cf->pool, 2,
+                       sizeof(ngx_http_webhook_sse_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return wmcf;
+}
+
+
+/* the zones of a cycle's configuration; NULL without an http block */
+
+ngx_array_t *
+ngx_http_webhook_sse_zones(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_webhook_sse_module);
+
+    return wmcf ? &wmcf->zones : NULL;
 }
 
 
@@ -521,7 +557,9 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *
 ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    u_char                       *p;
+    u_char                            *p;
+    ngx_http_webhook_sse_zone_t      **zp;
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
     ssize_t                       size;
     ngx_str_t                    *value, name, s, persist;
     ngx_int_t                     history;
@@ -653,6 +691,15 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     shm_zone->init = ngx_http_webhook_sse_store_init_zone;
     shm_zone->data = zone;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
+
+    zp = ngx_array_push(&wmcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = zone;
 
     return NGX_CONF_OK;
 }
@@ -988,8 +1035,7 @@ static ngx_int_t
 ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                      i;
-    ngx_list_part_t                *part;
-    ngx_shm_zone_t                 *shm_zone;
+    ngx_array_t                    *zones;
     ngx_http_webhook_sse_zone_t    *zone;
     ngx_http_webhook_sse_worker_t  *worker;
 
@@ -999,26 +1045,10 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
         zone->log = cycle->log;
 
         if (zone->redis) {
@@ -1059,32 +1089,15 @@ static void
 ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
-    ngx_list_part_t              *part;
-    ngx_shm_zone_t               *shm_zone;
+    ngx_array_t                  *zones;
     ngx_http_webhook_sse_zone_t  *zone;
 
     ngx_http_webhook_sse_outbox_exit_process(cycle);
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
 
         ngx_http_webhook_sse_notify_exit(zone);
         ngx_http_webhook_sse_store_free_slot(zone);
@@ -1105,9 +1118,9 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *shm_zone;
+    ngx_uint_t                    i;
+    ngx_array_t                  *zones;
+    ngx_http_webhook_sse_zone_t  *zone;
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                   "webhook-sse/" NGX_HTTP_WEBHOOK_SSE_VERSION
@@ -1119,24 +1132,11 @@ ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
-            ngx_http_webhook_sse_persist_load(cycle, shm_zone[i].data);
-        }
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
+        ngx_http_webhook_sse_persist_load(cycle, zone);
     }
 
     return NGX_OK;
@@ -1148,27 +1148,14 @@ ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
 static void
 ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *shm_zone;
+    ngx_uint_t                    i;
+    ngx_array_t                  *zones;
+    ngx_http_webhook_sse_zone_t  *zone;
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
-            ngx_http_webhook_sse_persist_save(cycle, shm_zone[i].data);
-        }
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
+        ngx_http_webhook_sse_persist_save(cycle, zone);
     }
 }

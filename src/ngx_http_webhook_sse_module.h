@@ -80,6 +80,12 @@ typedef struct {
 } ngx_http_webhook_sse_loc_conf_t;
 
 
+/* the zones the configuration defines (ngx_http_webhook_sse_zone_t *) */
+typedef struct {
+    ngx_array_t                  zones;
+} ngx_http_webhook_sse_main_conf_t;
+
+
 /* per request (publish, stream, error pages): what logs and variables see */
 typedef struct {
     ngx_str_t                    session;
@@ -95,6 +101,8 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_webhook_sse_module;
 
+
+ngx_array_t *ngx_http_webhook_sse_zones(ngx_cycle_t *cycle);
 
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
