@@ -62,6 +62,7 @@
 #define CHAN_MAX      256
 #define BUCKETS       65536
 #define EVENTS        512
+#define PEER_BUF      (256 * 1024)
 
 
 enum {
@@ -729,18 +730,22 @@ requests(conn_t *c)
 }
 
 
-/* reads what there is; -1 on EOF or error */
+/*
+ * Reads what there is, up to max bytes buffered: 0 when the socket has no
+ * more (EAGAIN), 1 when the buffer reached max, -1 on EOF or error.
+ */
 static int
-fill(conn_t *c)
+fill(conn_t *c, size_t max)
 {
     ssize_t  n;
 
     for (;;) {
         if (c->in_size - c->in_len < 2048) {
-            c->in_size = c->in_size ? c->in_size * 2 : 4096;
-            if (c->in_size > HEAD_MAX + BODY_MAX + 4096) {
-                return -1;
+            if (c->in_size >= max) {
+                return 1;
             }
+
+            c->in_size = c->in_size ? c->in_size * 2 : 4096;
             c->in = xrealloc(c->in, c->in_size);
         }
 
@@ -772,7 +777,8 @@ on_request(conn_t *c, uint32_t events)
     int  rc;
 
     if (events & EPOLLIN) {
-        rc = fill(c);
+        rc = fill(c, HEAD_MAX + BODY_MAX + 4096);
+        rc = rc == 1 ? -1 : rc;
 
         if (c->in_len) {
             rc |= requests(c) == -1 ? -1 : 0;
@@ -830,6 +836,7 @@ on_stream(conn_t *c, uint32_t events)
 static void
 on_peer(conn_t *c, uint32_t events)
 {
+    int       rc;
     uint32_t  frame[2];
     size_t    pos;
 
@@ -843,28 +850,34 @@ on_peer(conn_t *c, uint32_t events)
         return;
     }
 
-    if (fill(c) == -1) {
-        /* the other process is gone */
-        exit(0);
-    }
+    /* frames arrive in bursts: take them a buffer at a time */
+    do {
+        rc = fill(c, PEER_BUF);
 
-    pos = 0;
-
-    while (c->in_len - pos >= sizeof(frame)) {
-        memcpy(frame, c->in + pos, sizeof(frame));
-
-        if (c->in_len - pos < sizeof(frame) + frame[0] + frame[1]) {
-            break;
+        if (rc == -1) {
+            /* the other process is gone */
+            exit(0);
         }
 
-        deliver(c->in + pos + sizeof(frame), frame[0],
-                c->in + pos + sizeof(frame) + frame[0], frame[1]);
+        pos = 0;
 
-        pos += sizeof(frame) + frame[0] + frame[1];
-    }
+        while (c->in_len - pos >= sizeof(frame)) {
+            memcpy(frame, c->in + pos, sizeof(frame));
 
-    memmove(c->in, c->in + pos, c->in_len - pos);
-    c->in_len -= pos;
+            if (c->in_len - pos < sizeof(frame) + frame[0] + frame[1]) {
+                break;
+            }
+
+            deliver(c->in + pos + sizeof(frame), frame[0],
+                    c->in + pos + sizeof(frame) + frame[0], frame[1]);
+
+            pos += sizeof(frame) + frame[0] + frame[1];
+        }
+
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+
+    } while (rc == 1);
 }
 
 
