@@ -369,7 +369,8 @@ event_build(uint64_t id, const char *body, size_t blen)
     const char  *b, *end, *eol;
     char         head[64];
 
-    need = blen * 2 + 128;
+    /* at worst every body byte is a line of its own: "data: \n" each */
+    need = blen * 7 + 128;
     if (need > ev_size) {
         ev_size = need;
         ev_buf = xrealloc(ev_buf, ev_size);
