@@ -1,7 +1,9 @@
 # util/perf-split.awk: reads `perf script -F ip,sym,dso` of a `perf record -g`
 # profile and prints where the CPU went, in percent of all samples:
 #   sys:NAME      kernel time under the system call NAME (the frame just
-#                 before do_syscall_64: do_writev, __x64_sys_epoll_wait, ...)
+#                 before do_syscall_64: do_writev, __x64_sys_epoll_wait, ...),
+#                 for sends and writes with (tcp) or (unix) when the sample
+#                 is in a TCP or a unix-socket send
 #   kernel:other  kernel time outside system calls (interrupts, softirq on
 #                 return to user space, scheduling)
 #   user:SYMBOL   user-space time, by the function sampled (self time;
@@ -30,6 +32,19 @@ function flush(   k) {
             if (sym[i] == "do_syscall_64") {
                 k = "sys:" sym[i - 1]
                 break
+            }
+        }
+        # the same call for streams and doorbells: say which socket
+        if (k ~ /send|write/) {
+            for (j = 1; j < i; j++) {
+                if (sym[j] ~ /^tcp_sendmsg/) {
+                    k = k "(tcp)"
+                    break
+                }
+                if (sym[j] ~ /^unix_/) {
+                    k = k "(unix)"
+                    break
+                }
             }
         }
     }
