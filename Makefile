@@ -72,10 +72,11 @@ fuzz:
 	@WEBHOOK_SSE_EXTRA_PKGS="clang libyajl-dev" util/deps.sh
 	@util/fuzz/run.sh
 
-# builds util/sse-bench, runs our module and nchan side by side (needs
-# wrk and libnginx-mod-nchan; BENCH_QUICK=1 for a one-minute smoke run)
+# builds util/sse-bench and util/floor, runs our module, nchan, bare nginx
+# and the floor server side by side (needs wrk, libnginx-mod-nchan,
+# libyajl-dev; linux-perf for BENCH_PERF=1; BENCH_QUICK=1 for a smoke run)
 bench: build
-	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan" util/deps.sh
+	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan libyajl-dev linux-perf" util/deps.sh
 	@util/bench
 
 clean:
