@@ -29,6 +29,11 @@
 #define NGX_HTTP_WEBHOOK_SSE_VERIFY_STANDARD  1
 #define NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB    2
 
+/* webhook_stream_transports: the ways a stream location may be read */
+#define NGX_HTTP_WEBHOOK_SSE_SSE              0x0002
+#define NGX_HTTP_WEBHOOK_SSE_WEBSOCKET        0x0004
+#define NGX_HTTP_WEBHOOK_SSE_LONGPOLL         0x0008
+
 
 typedef struct {
     ngx_shm_zone_t              *publish;
@@ -64,6 +69,10 @@ typedef struct {
     ngx_uint_t                   replay;
     size_t                       stream_buffer;
     ngx_flag_t                   detach;
+
+    /* webhook_stream_transports (bits), webhook_longpoll_timeout */
+    ngx_uint_t                   transports;
+    ngx_msec_t                   longpoll_timeout;
 
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
