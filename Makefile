@@ -3,8 +3,8 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test test-asan test-browser test-deb deb bench fuzz \
-	clean
+.PHONY: all build deps run test test-asan test-browser test-clients test-deb \
+	deb bench fuzz clean
 
 all: build
 
@@ -20,14 +20,21 @@ run: build
 # what only the tests need: promtool (t/status.t checks the metrics)
 TEST_PKGS = prometheus
 
-test: build
+test: build test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	prove -r t
 
 # the module and the t/ suite under AddressSanitizer (build/asan/)
-test-asan: deps
+test-asan: deps test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	@util/test-asan.sh
+
+# the real clients the Perl tests drive (t/clients: the npm ws WebSocket
+# client); nodejs and npm from Debian only where no npm is on the machine
+test-clients:
+	@command -v npm > /dev/null || \
+	    WEBHOOK_SSE_EXTRA_PKGS="nodejs npm" util/deps.sh
+	cd t/clients && npm ci --no-audit --no-fund --loglevel=error
 
 # the demo page (conf/html) in headless Debian Chromium, driven by
 # playwright-core (t/browser); nodejs and npm from Debian only where no npm
