@@ -23,8 +23,23 @@ if (my $why = WebhookSSE::WS::unavailable()) {
 my $t = WebhookSSE::Test->new(http => <<'EOF')->start;
     webhook_zone zone=chat:16m history=500;
 
+    # docs/security.md: WebSocket and cookies
+    map $http_origin $webhook_bad_origin {
+        default                    1;
+        ""                         0;    # not sent by a browser
+        "https://chat.example.com" 0;
+    }
+
     server {
         listen 127.0.0.1:%%PORT%%;
+
+        location = /origin {
+            if ($webhook_bad_origin) {
+                return 403;
+            }
+
+            webhook_stream chat;
+        }
 
         location = /pub    { webhook_publish chat; }
         location = /stream { webhook_stream chat; webhook_replay 3; }
@@ -167,6 +182,20 @@ like($r->{json}{error} // '', qr/Sec-WebSocket-Key/, 'named in the error');
 $r = $t->request('GET', '/stream?sessionId=x&transport=carrier-pigeon');
 is($r->{status}, 400, 'an unknown ?transport= is a 400');
 
-is(active(), 0, 'no stream left counted');
+# ----- the Origin check of docs/security.md --------------------------------
+
+$ws = WebhookSSE::WS->new(url => "$base/origin?sessionId=o",
+                          origin => 'https://evil.example');
+ok($ws->wait_line(qr/^HTTP /, 10), 'another site\'s page is refused');
+($http) = grep { /^HTTP / } @{ $ws->lines };
+like($http, qr/^HTTP 403 /, 'with 403');
+$ws->stop;
+
+$ws = WebhookSSE::WS->new(url => "$base/origin?sessionId=o",
+                          origin => 'https://chat.example.com');
+ok($ws->wait_line(qr/^MSG .*"connected"/, 10), 'the own site is let in');
+$ws->stop;
+
+ok(wait_until(sub { active() == 0 }, 10), 'no stream left counted');
 
 finish();

@@ -2,6 +2,7 @@
 // client: one line on stdout per thing that happens, commands on stdin.
 //
 //   node ws-client.js URL [--resume] [--no-pong] [--max-reconnects N]
+//                         [--origin ORIGIN]
 //
 // Out: OPEN, MSG <json>, PING, CLOSE <code> <reason>,
 //      HTTP <status> <body>, ERROR <text>, GONE (no more reconnects).
@@ -22,6 +23,8 @@ const resume = args.includes('--resume');
 const noPong = args.includes('--no-pong');
 const maxIdx = args.indexOf('--max-reconnects');
 const maxReconnects = maxIdx >= 0 ? Number(args[maxIdx + 1]) : 20;
+const originIdx = args.indexOf('--origin');
+const origin = originIdx >= 0 ? args[originIdx + 1] : undefined;
 
 let ws = null;
 let lastId = null;
@@ -50,7 +53,8 @@ function connect() {
                + encodeURIComponent(lastId);
     }
 
-    ws = new WebSocket(url, { autoPong: !noPong, handshakeTimeout: 10000 });
+    ws = new WebSocket(url, { autoPong: !noPong, handshakeTimeout: 10000,
+                              origin: origin });
 
     ws.on('open', () => out('OPEN'));
 

@@ -48,6 +48,7 @@ sub new
     push @cmd, '--no-pong' if $opt{no_pong};
     push @cmd, '--max-reconnects', $opt{max_reconnects}
         if defined $opt{max_reconnects};
+    push @cmd, '--origin', $opt{origin} if defined $opt{origin};
 
     my ($out, $in);
     my $pid = open2($out, $in, @cmd);
