@@ -702,9 +702,8 @@ ngx_http_webhook_sse_websocket_end(ngx_http_webhook_sse_stream_t *stream)
         ws->closing = 1;
 
         if (wslay_event_queue_close(ws->ctx, NGX_HTTP_WEBHOOK_SSE_WS_RESTART,
-                                    ngx_http_webhook_sse_websocket_restart,
-                                    sizeof(ngx_http_webhook_sse_websocket_restart)
-                                    - 1)
+                             ngx_http_webhook_sse_websocket_restart,
+                             sizeof(ngx_http_webhook_sse_websocket_restart) - 1)
             != 0)
         {
             ngx_http_webhook_sse_websocket_close(stream, NGX_ERROR);
