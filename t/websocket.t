@@ -103,6 +103,14 @@ ok($ws->wait_ids([$after], 10), 'the stream goes on after client frames');
 is(scalar(() = grep { ($_->{message} // '') eq 'not for publishing' }
                    $ws->messages), 0, 'client frames are not published');
 
+$ws->command('send ' . ('x' x 70000));
+ok($ws->wait_line(qr/^CLOSE 1009\b/, 10),
+   'a client message over 64 KB closes the WebSocket with 1009');
+ok(wait_until(sub { active() == 0 }, 10), 'and it is no longer counted');
+$ws->stop;
+
+$ws = WebhookSSE::WS->new(url => "$base/stream?sessionId=w1");
+ok($ws->wait_line(qr/^MSG .*"connected"/, 10), 'connected again');
 $ws->command('close');
 ok($ws->wait_line(qr/^CLOSE 1000\b/, 10),
    'a client close frame is answered (the client sees a clean 1000)');
@@ -178,6 +186,13 @@ $r = $t->request('GET', '/stream?sessionId=x',
                               'Sec-WebSocket-Key' => 'short' });
 is($r->{status}, 400, 'a bad Sec-WebSocket-Key: 400');
 like($r->{json}{error} // '', qr/Sec-WebSocket-Key/, 'named in the error');
+
+$r = $t->request('GET', '/stream?sessionId=x', raw =>
+                 "GET /stream?sessionId=x HTTP/1.0\r\nHost: localhost\r\n"
+                 . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 . "Sec-WebSocket-Version: 13\r\n"
+                 . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+is($r->{status}, 400, 'a WebSocket over HTTP/1.0: 400');
 
 $r = $t->request('GET', '/stream?sessionId=x&transport=carrier-pigeon');
 is($r->{status}, 400, 'an unknown ?transport= is a 400');
