@@ -232,4 +232,25 @@ is_deeply($got, \@after, 'after the reload: every message, in order, '
                          . 'none twice');
 ok(wait_until(sub { active() == 0 }, 10), 'counts exact after the reload');
 
+# ----- configuration ------------------------------------------------------
+
+for my $bad (['webhook_stream_transports sse pigeon;', 'invalid value "pigeon"'],
+             ['webhook_longpoll_timeout soon;', 'invalid value'])
+{
+    my $c = WebhookSSE::Test->new(expect_log => [qr/\[emerg\]/],
+                                  http => <<"EOF");
+    webhook_zone zone=chat:1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /s {
+            webhook_stream chat;
+            $bad->[0]
+        }
+    }
+EOF
+    my ($ok, $out) = $c->test_config;
+    ok(!$ok, "nginx -t refuses $bad->[0]");
+    like($out, qr/\Q$bad->[1]\E/, "... saying $bad->[1]") or diag $out;
+}
+
 finish();
