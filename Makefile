@@ -3,8 +3,8 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps run test test-asan test-browser test-clients test-deb \
-	deb bench fuzz clean
+.PHONY: all build deps receivers run test test-asan test-browser \
+	test-clients test-deb deb bench fuzz clean
 
 all: build
 
@@ -20,12 +20,19 @@ run: build
 # what only the tests need: promtool (t/status.t checks the metrics)
 TEST_PKGS = prometheus
 
-test: build test-clients
+test: build receivers test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	prove -r t
 
+# the receivers of outbound deliveries the tests start: Flask (Debian
+# python3-flask) and Express with standardwebhooks (npm, t/receivers)
+receivers:
+	@pkgs=python3-flask; command -v npm > /dev/null || pkgs="$$pkgs nodejs npm"; \
+	    WEBHOOK_SSE_EXTRA_PKGS="$$pkgs" util/deps.sh
+	cd t/receivers && npm ci --no-audit --no-fund --loglevel=error
+
 # the module and the t/ suite under AddressSanitizer (build/asan/)
-test-asan: deps test-clients
+test-asan: deps receivers test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	@util/test-asan.sh
 

@@ -44,7 +44,7 @@ ngx_http_webhook_sse_detach(ngx_http_webhook_sse_stream_t *stream)
     }
 
     if (r->out || r->buffered || c->buffered || stream->busy
-        || stream->catching_up)
+        || stream->queued || stream->catching_up)
     {
         stream->detach_later = 1;
         return NGX_AGAIN;

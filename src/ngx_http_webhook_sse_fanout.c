@@ -19,6 +19,9 @@
 #include "ngx_http_webhook_sse_stream.h"
 
 
+/* streams written in one go before the worker looks at other events */
+#define NGX_HTTP_WEBHOOK_SSE_SLICE       256
+
 /* how often a worker with streams looks at its notices on its own */
 #define NGX_HTTP_WEBHOOK_SSE_CHECK       1000
 
@@ -38,6 +41,9 @@ static ngx_http_webhook_sse_lchannel_t *ngx_http_webhook_sse_fanout_channel(
     ngx_http_webhook_sse_worker_t *worker, uint64_t id);
 static void ngx_http_webhook_sse_fanout_push(
     ngx_http_webhook_sse_stream_t *stream, ngx_http_webhook_sse_event_t *ev);
+static void ngx_http_webhook_sse_fanout_write(
+    ngx_http_webhook_sse_worker_t *worker);
+static void ngx_http_webhook_sse_fanout_write_handler(ngx_event_t *ev);
 static void ngx_http_webhook_sse_fanout_check_handler(ngx_event_t *ev);
 static int ngx_libc_cdecl ngx_http_webhook_sse_fanout_cmp(const void *one,
     const void *two);
@@ -82,6 +88,10 @@ ngx_http_webhook_sse_fanout_init(ngx_cycle_t *cycle,
                     ngx_rbtree_insert_value);
     ngx_queue_init(&worker->streams);
     ngx_queue_init(&worker->touched);
+
+    worker->writer.handler = ngx_http_webhook_sse_fanout_write_handler;
+    worker->writer.data = worker;
+    worker->writer.log = cycle->log;
 
     worker->check.handler = ngx_http_webhook_sse_fanout_check_handler;
     worker->check.data = worker;
@@ -560,9 +570,32 @@ ngx_http_webhook_sse_fanout_deliver(void *data)
         (void) ngx_atomic_fetch_add(&worker->zone->sh->delivered, delivered);
     }
 
+    ngx_http_webhook_sse_fanout_write(worker);
+}
+
+
+/*
+ * Writes the streams given events, a slice at a time: the first streams
+ * of a large channel get the event at once, and between slices the worker
+ * reads what else came (publishes, doorbells, new streams).  Events given
+ * meanwhile queue behind on the same streams, in order.
+ */
+
+static void
+ngx_http_webhook_sse_fanout_write(ngx_http_webhook_sse_worker_t *worker)
+{
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
+    ngx_http_webhook_sse_stream_t  *stream;
+
     /* writing may close streams, each leaves the touched queue itself */
 
-    while (!ngx_queue_empty(&worker->touched)) {
+    for (n = 0; n < NGX_HTTP_WEBHOOK_SSE_SLICE; n++) {
+
+        if (ngx_queue_empty(&worker->touched)) {
+            return;
+        }
+
         q = ngx_queue_head(&worker->touched);
         ngx_queue_remove(q);
 
@@ -576,6 +609,17 @@ ngx_http_webhook_sse_fanout_deliver(void *data)
             worker->close(stream, NGX_ERROR);
         }
     }
+
+    if (!ngx_queue_empty(&worker->touched) && !worker->writer.posted) {
+        ngx_post_event(&worker->writer, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_webhook_sse_fanout_write_handler(ngx_event_t *ev)
+{
+    ngx_http_webhook_sse_fanout_write(ev->data);
 }
 
 

@@ -11,6 +11,8 @@
 
 #include "ngx_http_webhook_sse_module.h"
 #include "ngx_http_webhook_sse_stream.h"
+#include "ngx_http_webhook_sse_redis.h"
+#include "ngx_http_webhook_sse_persist.h"
 
 
 #define NGX_HTTP_WEBHOOK_SSE_FIELD_MAX  128
@@ -37,9 +39,10 @@ static ngx_int_t ngx_http_webhook_sse_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v);
-static ngx_int_t ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle);
+static void ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_webhook_sse_replay_bounds = {
@@ -58,8 +61,15 @@ static ngx_conf_bitmask_t  ngx_http_webhook_sse_transports[] = {
 static ngx_command_t  ngx_http_webhook_sse_commands[] = {
 
     { ngx_string("webhook_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1234,
       ngx_http_webhook_sse_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_webhook_sse_redis_conf,
       0,
       0,
       NULL },
@@ -183,6 +193,62 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, longpoll_timeout),
       NULL },
 
+    { ngx_string("webhook_forward"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_webhook_sse_forward,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_callbacks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_callbacks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_forward_retry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_timeout,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_concurrency,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_sse_forward_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_forward_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_certificate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -213,7 +279,7 @@ ngx_module_t  ngx_http_webhook_sse_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_webhook_sse_exit_process,     /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_webhook_sse_exit_master,      /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -342,6 +408,11 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->detach = NGX_CONF_UNSET;
     conf->longpoll_timeout = NGX_CONF_UNSET_MSEC;
 
+    conf->forward = ngx_http_webhook_sse_forward_create_conf(cf);
+    if (conf->forward == NULL) {
+        return NULL;
+    }
+
     return conf;
 }
 
@@ -438,18 +509,18 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_msec_value(conf->longpoll_timeout, prev->longpoll_timeout,
                               30000);
 
-    return NGX_CONF_OK;
+    return ngx_http_webhook_sse_forward_merge(cf, prev, conf);
 }
 
 
-/* webhook_zone zone=NAME:SIZE [history=N] [ttl=TIME] */
+/* webhook_zone zone=NAME:SIZE [history=N] [ttl=TIME] [persist=PATH] */
 
 static char *
 ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     u_char                       *p;
     ssize_t                       size;
-    ngx_str_t                    *value, name, s;
+    ngx_str_t                    *value, name, s, persist;
     ngx_int_t                     history;
     ngx_msec_t                    ttl;
     ngx_uint_t                    i;
@@ -462,6 +533,7 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     name.len = 0;
     history = 100;
     ttl = 3600 * 1000;
+    ngx_str_null(&persist);
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -529,6 +601,11 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "persist=", 8) == 0) {
+            persist = value[i];
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
@@ -549,6 +626,13 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->history = history;
     zone->ttl = ttl;
     zone->slot = -1;
+
+    if (persist.len
+        && ngx_http_webhook_sse_persist_conf(cf, zone, &persist)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_webhook_sse_module);
@@ -886,22 +970,6 @@ ngx_http_webhook_sse_session_variable(ngx_http_request_t *r,
 }
 
 
-/*
- * Which build runs: once in the master at start and on each reload.  The
- * text is also what `strings` finds in the .so (docs/install.md).
- */
-
-static ngx_int_t
-ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
-{
-    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
-                  "webhook-sse/" NGX_HTTP_WEBHOOK_SSE_VERSION
-                  " (built for " NGINX_VER ")");
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
 {
@@ -939,6 +1007,10 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         zone = shm_zone[i].data;
         zone->log = cycle->log;
 
+        if (zone->redis) {
+            ngx_http_webhook_sse_redis_init_process(cycle, zone);
+        }
+
         /*
          * A worker that cannot take part in streaming still serves
          * publishes: failures are logged, not fatal.
@@ -962,7 +1034,7 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    return NGX_OK;
+    return ngx_http_webhook_sse_outbox_init_process(cycle);
 }
 
 
@@ -973,6 +1045,8 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
     ngx_list_part_t              *part;
     ngx_shm_zone_t               *shm_zone;
     ngx_http_webhook_sse_zone_t  *zone;
+
+    ngx_http_webhook_sse_outbox_exit_process(cycle);
 
     part = &cycle->shared_memory.part;
     shm_zone = part->elts;
@@ -997,5 +1071,87 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 
         ngx_http_webhook_sse_notify_exit(zone);
         ngx_http_webhook_sse_store_free_slot(zone);
+
+        if (zone->redis) {
+            ngx_http_webhook_sse_redis_exit_process(zone);
+        }
+    }
+}
+
+
+/*
+ * Which build runs: once in the master at start and on each reload (the
+ * text is also what `strings` finds in the .so, docs/install.md); and,
+ * with persist=, the first start loads what the last stop saved.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "webhook-sse/" NGX_HTTP_WEBHOOK_SSE_VERSION
+                  " (built for " NGINX_VER ")");
+
+    if (ngx_test_config || ngx_process == NGX_PROCESS_SIGNALLER
+        || !ngx_is_init_cycle(cycle->old_cycle))
+    {
+        return NGX_OK;
+    }
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
+            ngx_http_webhook_sse_persist_load(cycle, shm_zone[i].data);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* persist=: the workers are gone, the zone is saved */
+
+static void
+ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
+            ngx_http_webhook_sse_persist_save(cycle, shm_zone[i].data);
+        }
     }
 }

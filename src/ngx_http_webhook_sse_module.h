@@ -14,6 +14,7 @@
 
 #include "ngx_http_webhook_sse_json.h"
 #include "ngx_http_webhook_sse_store.h"
+#include "ngx_http_webhook_sse_forward.h"
 
 
 /* "<epoch>-<seq>": two 64-bit decimals and a dash */
@@ -76,6 +77,9 @@ typedef struct {
 
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
+
+    /* outbound delivery (ngx_http_webhook_sse_forward_conf.c) */
+    ngx_http_webhook_sse_forward_conf_t  *forward;
 } ngx_http_webhook_sse_loc_conf_t;
 
 
@@ -96,6 +100,8 @@ extern ngx_module_t  ngx_http_webhook_sse_module;
 
 
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx);
 ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
 

@@ -17,6 +17,9 @@
 #define NGX_HTTP_WEBHOOK_SSE_FREE_MAX  4096
 
 
+static ngx_http_webhook_sse_out_t *ngx_http_webhook_sse_output_link(
+    ngx_http_webhook_sse_stream_t *stream, ngx_http_webhook_sse_event_t *ev,
+    u_char *data, size_t len);
 static void ngx_http_webhook_sse_output_link_free(
     ngx_http_webhook_sse_worker_t *worker, ngx_http_webhook_sse_out_t *out);
 static ngx_uint_t ngx_http_webhook_sse_output_too_slow(
@@ -33,6 +36,8 @@ ngx_http_webhook_sse_event_t *
 ngx_http_webhook_sse_event_get(ngx_http_webhook_sse_worker_t *worker,
     ngx_http_webhook_sse_record_t *rec)
 {
+    u_char                         tmp[NGX_OFF_T_LEN + 2];
+    size_t                         size_line;
     ngx_rbtree_node_t             *node, *sentinel;
     ngx_http_webhook_sse_event_t  *ev;
 
@@ -51,8 +56,8 @@ ngx_http_webhook_sse_event_get(ngx_http_webhook_sse_worker_t *worker,
         node = (rec->seq < ev->seq) ? node->left : node->right;
     }
 
-    ev = ngx_alloc(offsetof(ngx_http_webhook_sse_event_t, data) + rec->len,
-                   worker->log);
+    ev = ngx_alloc(offsetof(ngx_http_webhook_sse_event_t, data) + rec->len
+                   + sizeof(CRLF) - 1, worker->log);
     if (ev == NULL) {
         return NULL;
     }
@@ -63,6 +68,15 @@ ngx_http_webhook_sse_event_get(ngx_http_webhook_sse_worker_t *worker,
     ev->refs = 1;
     ev->len = rec->len;
     ngx_memcpy(ev->data, &rec[1], rec->len);
+
+    /* the chunk: size line right-aligned before the data, CRLF after */
+
+    size_line = ngx_sprintf(tmp, "%xz" CRLF, rec->len) - tmp;
+    ev->chunk = ngx_cpymem(ev->data - size_line, tmp, size_line)
+                - size_line;
+    ev->data[rec->len] = CR;
+    ev->data[rec->len + 1] = LF;
+    ev->chunk_len = size_line + rec->len + sizeof(CRLF) - 1;
 
     ngx_rbtree_insert(&worker->events, &ev->node);
 
@@ -89,6 +103,26 @@ ngx_int_t
 ngx_http_webhook_sse_output_append(ngx_http_webhook_sse_stream_t *stream,
     ngx_http_webhook_sse_event_t *ev, u_char *data, size_t len)
 {
+    ngx_http_webhook_sse_out_t  *out;
+
+    out = ngx_http_webhook_sse_output_link(stream, ev, data, len);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    *stream->queued_last = out;
+    stream->queued_last = &out->next;
+
+    return NGX_OK;
+}
+
+
+/* a buffer for an event, in the framing the stream's response needs */
+
+static ngx_http_webhook_sse_out_t *
+ngx_http_webhook_sse_output_link(ngx_http_webhook_sse_stream_t *stream,
+    ngx_http_webhook_sse_event_t *ev, u_char *data, size_t len)
+{
     ngx_http_webhook_sse_out_t     *out;
     ngx_http_webhook_sse_worker_t  *worker;
 
@@ -103,15 +137,22 @@ ngx_http_webhook_sse_output_append(ngx_http_webhook_sse_stream_t *stream,
     } else {
         out = ngx_alloc(sizeof(ngx_http_webhook_sse_out_t), worker->log);
         if (out == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
     }
 
     ngx_memzero(&out->buf, sizeof(ngx_buf_t));
 
     if (ev) {
-        data = ev->data;
-        len = ev->len;
+        if (stream->detached && stream->chunked) {
+            data = ev->chunk;
+            len = ev->chunk_len;
+
+        } else {
+            data = ev->data;
+            len = ev->len;
+        }
+
         ev->refs++;
     }
 
@@ -125,10 +166,7 @@ ngx_http_webhook_sse_output_append(ngx_http_webhook_sse_stream_t *stream,
     out->buf.memory = 1;
     out->buf.tag = (ngx_buf_tag_t) &ngx_http_webhook_sse_module;
 
-    *stream->queued_last = out;
-    stream->queued_last = &out->next;
-
-    return NGX_OK;
+    return out;
 }
 
 
@@ -171,8 +209,7 @@ ngx_http_webhook_sse_output_flush(ngx_http_webhook_sse_stream_t *stream)
 
     /* a detached stream, or a transport that writes its own way */
     if (stream->detached || stream->send) {
-        return ngx_http_webhook_sse_output_flush_detached(stream,
-                                                          stream->chunked);
+        return ngx_http_webhook_sse_output_flush_detached(stream);
     }
 
     r = stream->request;
@@ -224,54 +261,57 @@ ngx_http_webhook_sse_output_flush(ngx_http_webhook_sse_stream_t *stream)
 }
 
 
-/* chunked: the queued buffers go out as one chunk of the response */
+/*
+ * Static text (the opening, heartbeats, the retry before the end): for a
+ * detached stream of a chunked response as a chunk of its own.
+ */
 
 ngx_int_t
-ngx_http_webhook_sse_output_flush_detached(
-    ngx_http_webhook_sse_stream_t *stream, ngx_uint_t chunked)
+ngx_http_webhook_sse_output_append_text(ngx_http_webhook_sse_stream_t *stream,
+    u_char *data, size_t len)
 {
-    size_t                        len;
-    ngx_http_webhook_sse_out_t   *out, *head, **tail;
+    u_char                      *p;
+    ngx_http_webhook_sse_out_t  *out;
 
     static u_char  crlf[] = CRLF;
 
-    if (chunked) {
-        len = 0;
-
-        for (out = stream->queued; out; out = out->next) {
-            len += out->buf.last - out->buf.pos;
-        }
-
-        /* one chunk for the whole batch */
-
-        if (ngx_http_webhook_sse_output_append(stream, NULL, crlf, 2)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        head = stream->queued;
-        tail = stream->queued_last;
-
-        stream->queued = NULL;
-        stream->queued_last = &stream->queued;
-
-        if (ngx_http_webhook_sse_output_append(stream, NULL, NULL, 0)
-            != NGX_OK)
-        {
-            stream->queued = head;
-            stream->queued_last = tail;
-            return NGX_ERROR;
-        }
-
-        out = stream->queued;
-        out->buf.start = out->chunk;
-        out->buf.pos = out->chunk;
-        out->buf.last = ngx_sprintf(out->chunk, "%xz" CRLF, len);
-        out->buf.end = out->buf.last;
-        out->next = head;
-        stream->queued_last = tail;
+    if (!(stream->detached && stream->chunked)) {
+        return ngx_http_webhook_sse_output_append(stream, NULL, data, len);
     }
+
+    out = ngx_http_webhook_sse_output_link(stream, NULL, NULL, 0);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->chunk, "%xz" CRLF, len);
+
+    out->buf.start = out->chunk;
+    out->buf.pos = out->chunk;
+    out->buf.last = p;
+    out->buf.end = p;
+
+    *stream->queued_last = out;
+    stream->queued_last = &out->next;
+
+    if (ngx_http_webhook_sse_output_append(stream, NULL, data, len) != NGX_OK
+        || ngx_http_webhook_sse_output_append(stream, NULL, crlf, 2)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the queued buffers, each a complete chunk where the response is chunked */
+
+ngx_int_t
+ngx_http_webhook_sse_output_flush_detached(
+    ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_http_webhook_sse_out_t  *out;
 
     for (out = stream->queued; out; out = out->next) {
         stream->unsent += out->buf.last - out->buf.pos;
@@ -373,30 +413,16 @@ ngx_int_t
 ngx_http_webhook_sse_output_hold(ngx_http_webhook_sse_stream_t *stream,
     ngx_http_webhook_sse_event_t *ev)
 {
-    ngx_http_webhook_sse_out_t   *out, *queued, **queued_last;
+    ngx_http_webhook_sse_out_t  *out;
 
     if (ev->seq <= stream->held_seq) {
         return NGX_OK;
     }
 
-    /* a link made as for the output, then moved to the held ones */
-
-    queued = stream->queued;
-    queued_last = stream->queued_last;
-
-    stream->queued = NULL;
-    stream->queued_last = &stream->queued;
-
-    if (ngx_http_webhook_sse_output_append(stream, ev, NULL, 0) != NGX_OK) {
-        stream->queued = queued;
-        stream->queued_last = queued_last;
+    out = ngx_http_webhook_sse_output_link(stream, ev, NULL, 0);
+    if (out == NULL) {
         return NGX_ERROR;
     }
-
-    out = stream->queued;
-
-    stream->queued = queued;
-    stream->queued_last = queued_last;
 
     if (stream->held == NULL) {
         stream->held_last = &stream->held;

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 static ngx_int_t ngx_http_webhook_sse_health(ngx_http_request_t *r,
@@ -401,6 +402,15 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
         }
     }
 
+    if (((ngx_http_webhook_sse_zone_t *) wlcf->publish->data)->redis) {
+        /* several hosts: Redis stores it, the answer comes later */
+        rc = ngx_http_webhook_sse_redis_publish(r, wlcf->publish->data,
+                                                &session, &extra, &members,
+                                                &idem);
+        ngx_http_webhook_sse_json_free(&res);
+        return rc;
+    }
+
     rc = ngx_http_webhook_sse_store(r, wlcf, &session, &extra, &members,
                                     &idem, &header);
 
@@ -535,9 +545,10 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ngx_str_t *extra, ngx_str_t *members,
     ngx_http_webhook_sse_idempotency_t *idem, ngx_str_t *header)
 {
-    u_char                         *body, *p;
-    ngx_str_t                       logged, answer;
+    u_char                         *p;
+    ngx_str_t                       logged;
     ngx_int_t                       rc;
+    ngx_str_t                       id;
     ngx_pid_t                       wake[NGX_HTTP_WEBHOOK_SSE_SLOTS];
     ngx_uint_t                      i, nwake;
     ngx_http_webhook_sse_ctx_t     *ctx;
@@ -554,6 +565,13 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
     ctx->session = *session;
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_sse_module);
+
+    if (ngx_http_webhook_sse_outbox_admit(r) != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "the outbound delivery queue "
+                                               "is full");
+    }
 
     rc = ngx_http_webhook_sse_store_publish(zone, session, extra, members,
                                             idem, &stored, wake, &nwake);
@@ -615,6 +633,31 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
                                                          stored.seq);
     ctx->message_time = stored.time;
 
+    if (idem->outcome == NGX_HTTP_WEBHOOK_SSE_KEY_NEW) {
+        id.data = ctx->message_id;
+        id.len = ctx->message_id_len;
+
+        ngx_http_webhook_sse_outbox_enqueue(r, session, &id, stored.time,
+                                            extra, members);
+    }
+
+    return ngx_http_webhook_sse_publish_answer(r, wlcf, ctx);
+}
+
+
+/*
+ * 200 for a stored message (ctx has its id and time): the location's
+ * webhook_publish_response, or {"success":true,"messageId":..,
+ * "timestamp":..}.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx)
+{
+    u_char     *body, *p;
+    ngx_str_t   answer;
+
     if (wlcf->publish_response) {
         if (ngx_http_webhook_sse_response_render(r, wlcf->publish_response,
                                                  &answer)
@@ -637,7 +680,7 @@ ngx_http_webhook_sse_store(ngx_http_request_t *r,
 
     p = ngx_sprintf(body, "{\"success\":true,\"messageId\":\"%*s\","
                     "\"timestamp\":%L}\n",
-                    ctx->message_id_len, ctx->message_id, stored.time);
+                    ctx->message_id_len, ctx->message_id, ctx->message_time);
 
     return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
 }

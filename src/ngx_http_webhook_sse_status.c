@@ -11,6 +11,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_module.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 typedef struct {
@@ -53,7 +54,7 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
     u_char                           *body, *p;
     size_t                            len;
     ngx_int_t                         rc;
-    ngx_str_t                         format, *name;
+    ngx_str_t                         format, *name, outbound;
     ngx_uint_t                        prometheus;
     ngx_http_webhook_sse_zone_t      *zone;
     ngx_http_webhook_sse_loc_conf_t  *wlcf;
@@ -111,7 +112,13 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
 
     ngx_http_webhook_sse_figures(zone, &f);
 
-    len = 4096 + 16 * name->len;
+    if (ngx_http_webhook_sse_outbox_status(r, zone, prometheus, &outbound)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = 4096 + 16 * name->len + outbound.len;
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -125,11 +132,16 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
                 "\"channels\":%ui,\"retained\":%ui,\"streams\":%ui,"
                 "\"workers\":%ui,\"published\":%ui,\"delivered\":%ui,"
                 "\"evicted\":%ui,\"expired\":%ui,\"idempotencyKeys\":%ui,"
-                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL}\n",
+                "\"duplicates\":%ui,\"epoch\":%uL,\"lastSeq\":%uL%V",
                 name, f.size, f.size - f.free, f.free, f.channels,
                 f.retained, f.streams, f.workers, f.published, f.delivered,
                 f.evicted, f.expired, f.keys, f.duplicates, f.epoch,
-                f.last_seq);
+                f.last_seq, &outbound);
+
+        /* webhook_redis: the cluster's figures */
+        p = ngx_http_webhook_sse_redis_status(zone, p, body + len - 2);
+        *p++ = '}';
+        *p++ = '\n';
 
         return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body,
                                               p - body);
@@ -171,12 +183,15 @@ ngx_http_webhook_sse_status_handler(ngx_http_request_t *r)
                 "Epoch of the zone's message ids (Unix ms of its creation).")
                 "%uL\n"
             ngx_http_webhook_sse_metric("webhook_last_sequence", "gauge",
-                "Sequence number of the last message id.") "%uL\n",
+                "Sequence number of the last message id.") "%uL\n%V",
             name, f.size, name, f.size - f.free, name, f.free,
             name, f.channels, name, f.retained, name, f.streams,
             name, f.workers, name, f.published, name, f.delivered,
             name, f.evicted, name, f.expired, name, f.keys,
-            name, f.duplicates, name, f.epoch, name, f.last_seq);
+            name, f.duplicates, name, f.epoch, name, f.last_seq, &outbound);
+
+    /* webhook_redis: the cluster's figures */
+    p = ngx_http_webhook_sse_redis_prometheus(zone, p, body + len);
 
     return ngx_http_webhook_sse_send_response(r, NGX_HTTP_OK, &prometheus_type,
                                               body, p - body);

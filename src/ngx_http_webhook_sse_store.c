@@ -21,12 +21,14 @@
 #define NGX_HTTP_WEBHOOK_SSE_LAG_MAX   4096
 
 
+static u_char  ngx_http_webhook_sse_event_head[] =
+    "\ndata: {\"type\":\"webhook_message\",\"messageId\":\"";
+
+
 static void ngx_http_webhook_sse_store_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_webhook_sse_channel_t *ngx_http_webhook_sse_store_find(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, ngx_uint_t create);
-static void ngx_http_webhook_sse_store_expire(
-    ngx_http_webhook_sse_zone_t *zone, int64_t now);
 static void ngx_http_webhook_sse_store_free_unused(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
 static ngx_int_t ngx_http_webhook_sse_store_copy_replay(
@@ -35,6 +37,9 @@ static ngx_int_t ngx_http_webhook_sse_store_copy_replay(
     ngx_http_webhook_sse_copies_t *copies);
 static void ngx_http_webhook_sse_store_copy(
     ngx_http_webhook_sse_copies_t *copies, ngx_http_webhook_sse_msg_t *msg);
+static size_t ngx_http_webhook_sse_store_take_new(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_copies_t *copies);
 static void ngx_http_webhook_sse_store_forget_channel(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
     ngx_uint_t s);
@@ -49,6 +54,12 @@ static void ngx_http_webhook_sse_store_free_channel(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel);
 static ngx_uint_t ngx_http_webhook_sse_store_idle(
     ngx_http_webhook_sse_channel_t *channel);
+static size_t ngx_http_webhook_sse_store_msg_size(ngx_str_t *extra,
+    ngx_str_t *members);
+static void ngx_http_webhook_sse_store_add(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_msg_t *msg, ngx_http_webhook_sse_channel_t *channel,
+    uint64_t seq, int64_t time, ngx_str_t *extra, ngx_str_t *members,
+    ngx_pid_t *wake, ngx_uint_t *nwake);
 static void ngx_http_webhook_sse_store_notify(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_msg_t *msg,
     ngx_pid_t *wake, ngx_uint_t *nwake);
@@ -275,23 +286,13 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_stored_t *stored, ngx_pid_t *wake, ngx_uint_t *nwake)
 {
     size_t                           size;
-    u_char                          *p, id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
-    size_t                           id_len;
     int64_t                          now;
-    ngx_queue_t                     *q;
     ngx_http_webhook_sse_key_t      *entry;
-    ngx_http_webhook_sse_msg_t      *msg, *oldest;
+    ngx_http_webhook_sse_msg_t      *msg;
     ngx_http_webhook_sse_shctx_t    *sh;
     ngx_http_webhook_sse_channel_t  *channel;
 
-    static u_char  head[] = "\ndata: {\"type\":\"webhook_message\","
-                            "\"messageId\":\"";
-
-    size = offsetof(ngx_http_webhook_sse_msg_t, data)
-           + sizeof("id: ") - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
-           + sizeof(head) - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
-           + sizeof("\",\"timestamp\":") - 1 + NGX_INT64_LEN
-           + 1 + extra->len + 1 + members->len + sizeof("}\n\n") - 1;
+    size = ngx_http_webhook_sse_store_msg_size(extra, members);
 
     /* refuse what cannot fit rather than empty the zone trying */
     if (size > zone->shm_zone->shm.size / 4) {
@@ -364,17 +365,68 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
         return NGX_DECLINED;
     }
 
-    msg->seq = ++sh->last_seq;
-    msg->time = now;
+    ngx_http_webhook_sse_store_add(zone, msg, channel, ++sh->last_seq, now,
+                                   extra, members, wake, nwake);
+
+    if (entry) {
+        ngx_http_webhook_sse_keys_insert(zone, entry, idem, msg->seq, now);
+    }
+
+    /* copied before the unlock: the message may be gone right after it */
+    stored->seq = msg->seq;
+    stored->time = now;
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_http_webhook_sse_store_msg_size(ngx_str_t *extra, ngx_str_t *members)
+{
+    return offsetof(ngx_http_webhook_sse_msg_t, data)
+           + sizeof("id: ") - 1 + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+           + sizeof(ngx_http_webhook_sse_event_head) - 1
+           + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+           + sizeof("\",\"timestamp\":") - 1 + NGX_INT64_LEN
+           + 1 + extra->len + 1 + members->len + sizeof("}\n\n") - 1;
+}
+
+
+/*
+ * Makes an allocated message the newest of its channel: the SSE event
+ * text, the queues and counts, the workers to tell, and the history bound.
+ */
+
+static void
+ngx_http_webhook_sse_store_add(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_msg_t *msg, ngx_http_webhook_sse_channel_t *channel,
+    uint64_t seq, int64_t time, ngx_str_t *extra, ngx_str_t *members,
+    ngx_pid_t *wake, ngx_uint_t *nwake)
+{
+    u_char                        *p, id[NGX_HTTP_WEBHOOK_SSE_ID_LEN];
+    size_t                         id_len;
+    ngx_queue_t                   *q;
+    ngx_http_webhook_sse_msg_t    *oldest;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_memzero(msg->unfetched, sizeof(msg->unfetched));
+
+    msg->seq = seq;
+    msg->time = time;
     msg->channel = channel;
 
-    id_len = ngx_http_webhook_sse_format_id(id, sh->epoch, msg->seq);
+    id_len = ngx_http_webhook_sse_format_id(id, sh->epoch, seq);
 
     p = ngx_cpymem(msg->data, "id: ", sizeof("id: ") - 1);
     p = ngx_cpymem(p, id, id_len);
-    p = ngx_cpymem(p, head, sizeof(head) - 1);
+    p = ngx_cpymem(p, ngx_http_webhook_sse_event_head,
+                   sizeof(ngx_http_webhook_sse_event_head) - 1);
     p = ngx_cpymem(p, id, id_len);
-    p = ngx_sprintf(p, "\",\"timestamp\":%L", now);
+    p = ngx_sprintf(p, "\",\"timestamp\":%L", time);
 
     if (extra->len) {
         *p++ = ',';
@@ -398,10 +450,6 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_http_webhook_sse_store_notify(zone, msg, wake, nwake);
 
-    if (entry) {
-        ngx_http_webhook_sse_keys_insert(zone, entry, idem, msg->seq, now);
-    }
-
     /*
      * The history bound waits for workers that have not fetched the oldest
      * messages yet, up to a hard limit: a lagging worker must not lose
@@ -421,14 +469,6 @@ ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 
         ngx_http_webhook_sse_store_free_msg(zone, oldest, channel);
     }
-
-    /* copied before the unlock: the message may be gone right after it */
-    stored->seq = msg->seq;
-    stored->time = now;
-
-    ngx_http_webhook_sse_store_unlock(zone);
-
-    return NGX_OK;
 }
 
 
@@ -494,6 +534,19 @@ ngx_http_webhook_sse_store_unfetched(ngx_http_webhook_sse_msg_t *msg)
     }
 
     return 0;
+}
+
+
+/*
+ * For other users of the zone (outbound deliveries): memory made by
+ * evicting what the store may evict, as for a message.
+ */
+
+void *
+ngx_http_webhook_sse_store_alloc_evicting(ngx_http_webhook_sse_zone_t *zone,
+    size_t size)
+{
+    return ngx_http_webhook_sse_store_alloc(zone, size, NULL);
 }
 
 
@@ -607,7 +660,7 @@ ngx_http_webhook_sse_store_evict(ngx_http_webhook_sse_zone_t *zone,
 }
 
 
-static void
+void
 ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
     int64_t now)
 {
@@ -906,8 +959,14 @@ ngx_http_webhook_sse_store_subscribe(ngx_http_webhook_sse_zone_t *zone,
         return NGX_DECLINED;
     }
 
-    /* an id from the future is not ours: replay everything */
-    if (replay->after > sh->last_seq) {
+    /*
+     * An id from the future is not ours: replay everything; one just
+     * ahead (webhook_redis: given out by another host a moment ago) has
+     * nothing to replay, and live delivery goes on after it.
+     */
+    if (replay->after > sh->last_seq
+        && replay->after - sh->last_seq > replay->ahead)
+    {
         replay->after = 0;
     }
 
@@ -986,7 +1045,7 @@ ngx_http_webhook_sse_store_copy_replay(ngx_http_webhook_sse_zone_t *zone,
     copies->needed = 0;
     copies->unsorted = 0;
     copies->more = 0;
-    copies->last = zone->sh->last_seq;
+    copies->last = ngx_max(zone->sh->last_seq, replay->after);
 
     if (!replay->resume && replay->limit == 0) {
         return NGX_OK;
@@ -1186,17 +1245,12 @@ ngx_int_t
 ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_copies_t *copies)
 {
-    size_t                           size;
-    ngx_int_t                        s;
-    ngx_uint_t                       i, pass;
-    ngx_queue_t                     *q, *first;
-    ngx_http_webhook_sse_msg_t      *msg;
-    ngx_http_webhook_sse_slot_t     *slot;
-    ngx_http_webhook_sse_shctx_t    *sh;
-    ngx_http_webhook_sse_channel_t  *channel;
+    size_t                         size;
+    ngx_uint_t                     i;
+    ngx_http_webhook_sse_slot_t   *slot;
+    ngx_http_webhook_sse_shctx_t  *sh;
 
     sh = zone->sh;
-    s = zone->slot;
 
     copies->used = 0;
     copies->count = 0;
@@ -1206,7 +1260,7 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
 
     ngx_http_webhook_sse_store_lock(zone);
 
-    slot = sh->slots[s];
+    slot = sh->slots[zone->slot];
 
     if (slot == NULL) {
         ngx_http_webhook_sse_store_unlock(zone);
@@ -1215,105 +1269,37 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
 
     copies->last = sh->last_seq;
 
-    /* the first pass sizes, the second copies */
+    /* sized first: nothing is taken unless all of it fits */
 
-    for (pass = 0; pass < 2; pass++) {
+    if (slot->overflow) {
+        size = ngx_http_webhook_sse_store_take_new(zone, NULL, NULL);
 
+    } else {
         size = 0;
 
-        if (slot->overflow) {
-            first = ngx_queue_sentinel(&sh->messages);
+        for (i = 0; i < slot->nnotices; i++) {
+            size += ngx_http_webhook_sse_store_take_new(zone,
+                                                        slot->notices[i],
+                                                        NULL);
+        }
+    }
 
-            for (q = ngx_queue_last(&sh->messages);
-                 q != ngx_queue_sentinel(&sh->messages);
-                 q = ngx_queue_prev(q))
-            {
-                msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                     zone_queue);
+    if (size > copies->size) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        copies->needed = size;
+        return NGX_AGAIN;
+    }
 
-                if (msg->seq <= slot->fetched) {
-                    break;
-                }
+    if (slot->overflow) {
+        (void) ngx_http_webhook_sse_store_take_new(zone, NULL, copies);
 
-                first = q;
-            }
-
-            for (q = first;
-                 q != ngx_queue_sentinel(&sh->messages);
-                 q = ngx_queue_next(q))
-            {
-                msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                     zone_queue);
-
-                if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
-                    continue;
-                }
-
-                if (pass == 0) {
-                    size += ngx_http_webhook_sse_record_size(msg->len);
-                    continue;
-                }
-
-                ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
-                ngx_http_webhook_sse_store_copy(copies, msg);
-            }
-
-        } else {
-
-            for (i = 0; i < slot->nnotices; i++) {
-                channel = slot->notices[i];
-
-                first = ngx_queue_sentinel(&channel->messages);
-
-                for (q = ngx_queue_last(&channel->messages);
-                     q != ngx_queue_sentinel(&channel->messages);
-                     q = ngx_queue_prev(q))
-                {
-                    msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                         channel_queue);
-
-                    if (msg->seq <= slot->fetched) {
-                        break;
-                    }
-
-                    first = q;
-                }
-
-                for (q = first;
-                     q != ngx_queue_sentinel(&channel->messages);
-                     q = ngx_queue_next(q))
-                {
-                    msg = ngx_queue_data(q, ngx_http_webhook_sse_msg_t,
-                                         channel_queue);
-
-                    if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
-                        continue;
-                    }
-
-                    if (pass == 0) {
-                        size += ngx_http_webhook_sse_record_size(msg->len);
-                        continue;
-                    }
-
-                    ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
-                    ngx_http_webhook_sse_store_copy(copies, msg);
-                }
-
-                /* a channel read from is recently used */
-                if (pass == 1 && channel != &sh->broadcast) {
-                    ngx_queue_remove(&channel->lru);
-                    ngx_queue_insert_head(&sh->lru, &channel->lru);
-                }
-            }
-
-            copies->unsorted = (slot->nnotices > 1);
+    } else {
+        for (i = 0; i < slot->nnotices; i++) {
+            (void) ngx_http_webhook_sse_store_take_new(zone, slot->notices[i],
+                                                       copies);
         }
 
-        if (pass == 0 && size > copies->size) {
-            ngx_http_webhook_sse_store_unlock(zone);
-            copies->needed = size;
-            return NGX_AGAIN;
-        }
+        copies->unsorted = (slot->nnotices > 1);
     }
 
     slot->nnotices = 0;
@@ -1324,6 +1310,74 @@ ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_store_unlock(zone);
 
     return NGX_OK;
+}
+
+
+/*
+ * The messages of a channel (NULL: of the whole zone) published since the
+ * worker last fetched that are still unfetched for it, in publish order:
+ * copied and marked fetched, or with copies NULL only sized.
+ */
+
+static size_t
+ngx_http_webhook_sse_store_take_new(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel,
+    ngx_http_webhook_sse_copies_t *copies)
+{
+    size_t                        size;
+    ngx_int_t                     s;
+    ngx_queue_t                  *q, *first, *queue;
+    ngx_http_webhook_sse_msg_t   *msg;
+    ngx_http_webhook_sse_slot_t  *slot;
+
+    s = zone->slot;
+    slot = zone->sh->slots[s];
+    queue = channel ? &channel->messages : &zone->sh->messages;
+
+    size = 0;
+    first = ngx_queue_sentinel(queue);
+
+    for (q = ngx_queue_last(queue);
+         q != ngx_queue_sentinel(queue);
+         q = ngx_queue_prev(q))
+    {
+        msg = channel
+              ? ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue)
+              : ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (msg->seq <= slot->fetched) {
+            break;
+        }
+
+        first = q;
+    }
+
+    for (q = first; q != ngx_queue_sentinel(queue); q = ngx_queue_next(q)) {
+
+        msg = channel
+              ? ngx_queue_data(q, ngx_http_webhook_sse_msg_t, channel_queue)
+              : ngx_queue_data(q, ngx_http_webhook_sse_msg_t, zone_queue);
+
+        if (!ngx_http_webhook_sse_mask_test(msg->unfetched, s)) {
+            continue;
+        }
+
+        if (copies == NULL) {
+            size += ngx_http_webhook_sse_record_size(msg->len);
+            continue;
+        }
+
+        ngx_http_webhook_sse_mask_clear(msg->unfetched, s);
+        ngx_http_webhook_sse_store_copy(copies, msg);
+    }
+
+    /* a channel read from is recently used */
+    if (copies && channel && channel != &zone->sh->broadcast) {
+        ngx_queue_remove(&channel->lru);
+        ngx_queue_insert_head(&zone->sh->lru, &channel->lru);
+    }
+
+    return size;
 }
 
 
@@ -1431,4 +1485,111 @@ ngx_http_webhook_sse_now(void)
     tp = ngx_timeofday();
 
     return (int64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * Stores a message made elsewhere (another host through Redis, a persisted
+ * file) under its own sequence number, and says which workers to wake like
+ * ngx_http_webhook_sse_store_publish().  "fields" is what follows the
+ * timestamp in the event (the publisher's fields, comma-separated, without
+ * braces).  Sequence numbers only grow: one at or below the zone's last is
+ * a duplicate (NGX_DECLINED); one that expired moves the zone's last
+ * forward and stores nothing.  NGX_ERROR: it cannot be kept (one larger
+ * than a quarter of the zone still moves the zone's last forward).
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake)
+{
+    size_t                           size;
+    int64_t                          now;
+    ngx_str_t                        none;
+    ngx_http_webhook_sse_msg_t      *msg;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    ngx_str_null(&none);
+
+    size = ngx_http_webhook_sse_store_msg_size(&none, fields);
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    if (seq <= sh->last_seq) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_webhook_sse_now();
+
+    ngx_http_webhook_sse_store_expire(zone, now);
+
+    if (time + (int64_t) zone->ttl <= now) {
+        sh->last_seq = seq;
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_OK;
+    }
+
+    if (size > zone->shm_zone->shm.size / 4) {
+        sh->last_seq = seq;
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    channel = ngx_http_webhook_sse_store_find(zone, session, 1);
+    if (channel == NULL) {
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    msg = ngx_http_webhook_sse_store_alloc(zone, size, channel);
+    if (msg == NULL) {
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
+        ngx_http_webhook_sse_store_unlock(zone);
+        return NGX_ERROR;
+    }
+
+    sh->last_seq = seq;
+
+    ngx_http_webhook_sse_store_add(zone, msg, channel, seq, time, &none,
+                                   fields, wake, nwake);
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The zone takes the ids of a cluster (or of a persisted file) it did not
+ * make: what it holds under its own epoch means nothing there and goes.
+ */
+
+void
+ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq)
+{
+    ngx_http_webhook_sse_msg_t    *msg;
+    ngx_http_webhook_sse_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    if (sh->epoch != epoch) {
+        while (!ngx_queue_empty(&sh->messages)) {
+            msg = ngx_queue_data(ngx_queue_head(&sh->messages),
+                                 ngx_http_webhook_sse_msg_t, zone_queue);
+            ngx_http_webhook_sse_store_free_msg(zone, msg, NULL);
+        }
+
+        sh->epoch = epoch;
+        sh->last_seq = last_seq;
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
 }

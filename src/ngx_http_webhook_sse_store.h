@@ -31,6 +31,7 @@
 
 
 typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
+typedef struct ngx_http_webhook_sse_outbox_s  ngx_http_webhook_sse_outbox_t;
 
 
 typedef struct {
@@ -114,6 +115,9 @@ typedef struct {
     ngx_atomic_t                     delivered;
 
     ngx_http_webhook_sse_slot_t     *slots[NGX_HTTP_WEBHOOK_SSE_SLOTS];
+
+    /* outbound deliveries (ngx_http_webhook_sse_outbox.c) */
+    ngx_http_webhook_sse_outbox_t   *outbox;
 } ngx_http_webhook_sse_shctx_t;
 
 
@@ -128,6 +132,12 @@ typedef struct {
     /* this worker's slot, -1 when it has none */
     ngx_int_t                        slot;
     ngx_log_t                       *log;
+
+    /* webhook_redis: the zone's Redis link, NULL when local only */
+    void                            *redis;
+
+    /* webhook_zone ... persist=PATH, empty when not */
+    ngx_str_t                        persist;
 } ngx_http_webhook_sse_zone_t;
 
 
@@ -171,6 +181,8 @@ typedef struct {
     uint64_t                         after;
     /* ... or, without "after", the newest "limit" ones */
     ngx_uint_t                       limit;
+    /* how far past the zone's newest "after" may be and still count */
+    uint64_t                         ahead;
     unsigned                         resume:1;
 } ngx_http_webhook_sse_replay_t;
 
@@ -222,10 +234,15 @@ void ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
     ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker);
 ngx_int_t ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_copies_t *copies);
-ngx_uint_t ngx_http_webhook_sse_store_has_news(
-    ngx_http_webhook_sse_zone_t *zone);
 void ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid);
+
+void *ngx_http_webhook_sse_store_alloc_evicting(
+    ngx_http_webhook_sse_zone_t *zone, size_t size);
+
+/* zone lock held */
+void ngx_http_webhook_sse_store_expire(ngx_http_webhook_sse_zone_t *zone,
+    int64_t now);
 
 ngx_int_t ngx_http_webhook_sse_store_claim_slot(
     ngx_http_webhook_sse_zone_t *zone);
@@ -249,6 +266,13 @@ size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
 uint64_t ngx_http_webhook_sse_parse_id(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, size_t len);
 int64_t ngx_http_webhook_sse_now(void);
+
+/* messages that come from elsewhere (Redis, a persisted file) */
+ngx_int_t ngx_http_webhook_sse_store_ingest(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t seq, int64_t time, ngx_str_t *session, ngx_str_t *fields,
+    ngx_pid_t *wake, ngx_uint_t *nwake);
+void ngx_http_webhook_sse_store_adopt(ngx_http_webhook_sse_zone_t *zone,
+    uint64_t epoch, uint64_t last_seq);
 
 
 #define ngx_http_webhook_sse_mask_set(m, s)                                   \

@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_stream.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 static ngx_uint_t ngx_http_webhook_sse_transport(ngx_http_request_t *r,
@@ -158,6 +159,11 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
         return ngx_http_webhook_sse_send_retry(r);
     }
 
+    /* webhook_redis: the zone has not caught up with the cluster yet */
+    if (!ngx_http_webhook_sse_redis_ready(zone)) {
+        return ngx_http_webhook_sse_send_retry(r);
+    }
+
     stream->worker = ngx_http_webhook_sse_fanout_worker(zone);
 
     if (stream->worker == NULL) {
@@ -172,6 +178,12 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     replay.after = replay.resume
                    ? ngx_http_webhook_sse_parse_id(zone, id.data, id.len) : 0;
     replay.limit = wlcf->replay;
+
+    /*
+     * webhook_redis: an id a little ahead of this host's zone is one
+     * another host gave out a moment ago: live delivery goes on after it.
+     */
+    replay.ahead = ngx_http_webhook_sse_redis_ahead(zone);
 
     /* a long-poll answers with messages only */
     if (transport != NGX_HTTP_WEBHOOK_SSE_LONGPOLL) {
@@ -418,7 +430,7 @@ ngx_http_webhook_sse_connected(ngx_http_webhook_sse_stream_t *stream,
 
     p = ngx_cpymem(p, "}\n\n", 3);
 
-    if (ngx_http_webhook_sse_output_append(stream, NULL, text, p - text)
+    if (ngx_http_webhook_sse_output_append_text(stream, text, p - text)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -569,7 +581,7 @@ ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
 
     /* a stream still sending has no need of a heartbeat */
     if (stream->busy == NULL) {
-        if (ngx_http_webhook_sse_output_append(stream, NULL,
+        if (ngx_http_webhook_sse_output_append_text(stream,
                                         ngx_http_webhook_sse_heartbeat_text,
                                     sizeof(ngx_http_webhook_sse_heartbeat_text)
                                         - 1)
@@ -635,7 +647,7 @@ ngx_http_webhook_sse_stream_end_all(void *data)
             continue;
         }
 
-        if (ngx_http_webhook_sse_output_append(stream, NULL,
+        if (ngx_http_webhook_sse_output_append_text(stream,
                                         ngx_http_webhook_sse_retry_text,
                                         sizeof(ngx_http_webhook_sse_retry_text)
                                         - 1)
@@ -658,8 +670,7 @@ ngx_http_webhook_sse_stream_end_all(void *data)
                                             ngx_http_webhook_sse_last_chunk,
                                    sizeof(ngx_http_webhook_sse_last_chunk) - 1)
                 != NGX_OK
-                /* the terminating chunk goes out as it is */
-                || ngx_http_webhook_sse_output_flush_detached(stream, 0)
+                || ngx_http_webhook_sse_output_flush_detached(stream)
                    != NGX_OK))
         {
             ngx_http_webhook_sse_stream_close(stream, NGX_ERROR);

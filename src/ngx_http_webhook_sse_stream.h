@@ -36,13 +36,21 @@ typedef ngx_int_t (*ngx_http_webhook_sse_send_pt)(
     ngx_http_webhook_sse_stream_t *stream);
 
 
-/* one message as an SSE event in worker memory, shared by the streams */
+/*
+ * One message as an SSE event in worker memory, shared by the streams; it
+ * is also framed once as a chunk ("<hex>\r\n" event "\r\n") for the
+ * detached streams of chunked responses.
+ */
 typedef struct {
     ngx_rbtree_node_t                  node;
     uint64_t                           seq;
     uint64_t                           channel;
     ngx_uint_t                         refs;
     size_t                             len;
+    u_char                            *chunk;
+    size_t                             chunk_len;
+    /* the chunk size line ends right before data */
+    u_char                             size_line[NGX_OFF_T_LEN + 2];
     u_char                             data[1];
 } ngx_http_webhook_sse_event_t;
 
@@ -81,8 +89,9 @@ typedef struct {
     ngx_queue_t                        streams;
     ngx_uint_t                         nstreams;
 
-    /* streams given events by a delivery, written once it is done */
+    /* streams given events by a delivery, written a slice at a time */
     ngx_queue_t                        touched;
+    ngx_event_t                        writer;
 
     /* events alive in this worker, by sequence number */
     ngx_rbtree_t                       events;
@@ -213,8 +222,10 @@ ngx_int_t ngx_http_webhook_sse_output_append(
     u_char *data, size_t len);
 ngx_int_t ngx_http_webhook_sse_output_flush(
     ngx_http_webhook_sse_stream_t *stream);
+ngx_int_t ngx_http_webhook_sse_output_append_text(
+    ngx_http_webhook_sse_stream_t *stream, u_char *data, size_t len);
 ngx_int_t ngx_http_webhook_sse_output_flush_detached(
-    ngx_http_webhook_sse_stream_t *stream, ngx_uint_t chunked);
+    ngx_http_webhook_sse_stream_t *stream);
 ngx_int_t ngx_http_webhook_sse_output_send(
     ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_output_sent(ngx_http_webhook_sse_stream_t *stream);

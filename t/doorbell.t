@@ -64,6 +64,10 @@ system('cc', '-shared', '-fPIC', '-o', "$dir/shim.so", "$dir/shim.c",
 my $preload = join ' ', grep { $_ } $ENV{TEST_WEBHOOK_SSE_ASAN_PRELOAD},
                                     "$dir/shim.so";
 
+# under AddressSanitizer the harness sets LD_PRELOAD from this one
+$ENV{TEST_WEBHOOK_SSE_ASAN_PRELOAD} = $preload
+    if $ENV{TEST_WEBHOOK_SSE_ASAN_PRELOAD};
+
 my $t = WebhookSSE::Test->new(workers => 2,
                               env => { WEBHOOK_TEST_FAIL_DOORBELLS => $flag,
                                        LD_PRELOAD => $preload },

@@ -53,6 +53,7 @@
 #define MAX_PUB_CONNS    256
 #define MAX_PIPELINE     64
 #define MAX_HEADERS      16
+#define MAX_STREAM_URLS  8
 #define LINE_MAX_LEN     512
 #define ID_MAX_LEN       64
 #define HEAD_MAX_LEN     2048
@@ -221,7 +222,8 @@ typedef struct {
 
 
 /* options */
-static const char  *opt_stream_url;
+static const char  *opt_stream_url[MAX_STREAM_URLS];
+static int          opt_nstream_urls;
 static const char  *opt_pub_url;
 static const char  *opt_body = "{\"message\":\"m\",\"sessionId\":\"ch{ch}\","
                                "\"seq\":{seq},\"ts\":{ts}}";
@@ -247,7 +249,8 @@ static const char  *opt_headers[MAX_HEADERS];
 static int          opt_nheaders;
 static int          opt_quiet;
 
-static url_t        stream_url;
+/* stream i goes to stream_url[i % opt_nstream_urls] (several hosts) */
+static url_t        stream_url[MAX_STREAM_URLS];
 static url_t        pub_url;
 static shm_t       *shm;
 static int64_t     *chan_seq;             /* acked seq per channel */
@@ -1040,7 +1043,8 @@ stream_start(stream_t *s)
     struct epoll_event  ev;
 
     s->t_start = now_ns();
-    s->fd = open_conn(&stream_url.addr, (int) (s->gidx % opt_sources));
+    s->fd = open_conn(&stream_url[s->gidx % opt_nstream_urls].addr,
+                      (int) (s->gidx % opt_sources));
 
     if (s->fd == -1) {
         rep.conn_fail++;
@@ -1091,7 +1095,9 @@ stream_send(stream_t *s)
         s->state = ST_SENDING;
     }
 
-    if (expand(path, sizeof(path), stream_url.path, s->ch, s->gidx, 0, 0)
+    if (expand(path, sizeof(path),
+               stream_url[s->gidx % opt_nstream_urls].path, s->ch, s->gidx,
+               0, 0)
         < 0)
     {
         die("stream URL too long");
@@ -1102,7 +1108,7 @@ stream_send(stream_t *s)
                  "Accept: text/event-stream\r\n"
                  "Cache-Control: no-cache\r\n"
                  "%s%s%s\r\n",
-                 path, stream_url.host,
+                 path, stream_url[s->gidx % opt_nstream_urls].host,
                  s->resuming ? "Last-Event-ID: " : "",
                  s->resuming ? s->last_id : "",
                  s->resuming ? "\r\n" : "");
@@ -2091,7 +2097,8 @@ usage(void)
 {
     fprintf(stderr,
 "usage: sse-bench [options]\n"
-"  --stream URL       stream URL template, {ch} channel, {sid} stream index\n"
+"  --stream URL       stream URL template, {ch} channel, {sid} stream index;\n"
+"                     repeated: stream i goes to the (i %% N)th (several hosts)\n"
 "                     e.g. http://127.0.0.1:8080/sub?id=ch{ch}\n"
 "  --pub URL          publish URL template ({ch}, {seq}, {ts})\n"
 "  --body TEMPLATE    publish body ({ch} {seq} {ts}), default\n"
@@ -2172,7 +2179,12 @@ main(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 's': opt_stream_url = optarg; break;
+        case 's':
+            if (opt_nstream_urls == MAX_STREAM_URLS) {
+                die("at most %d --stream URLs", MAX_STREAM_URLS);
+            }
+            opt_stream_url[opt_nstream_urls++] = optarg;
+            break;
         case 'p': opt_pub_url = optarg; break;
         case 'b': opt_body = optarg; break;
         case 'H':
@@ -2213,7 +2225,7 @@ main(int argc, char **argv)
         usage();
     }
 
-    if (opt_streams > 0 && opt_stream_url == NULL) {
+    if (opt_streams > 0 && opt_nstream_urls == 0) {
         die("--streams needs --stream");
     }
 
@@ -2230,8 +2242,8 @@ main(int argc, char **argv)
             "use more --procs", opt_streams / opt_procs, FD_BUDGET);
     }
 
-    if (opt_stream_url) {
-        parse_url(opt_stream_url, &stream_url);
+    for (i = 0; i < opt_nstream_urls; i++) {
+        parse_url(opt_stream_url[i], &stream_url[i]);
     }
 
     if (opt_pub_url) {

@@ -516,6 +516,9 @@ sub stop
     my @workers = $self->worker_pids;
     $self->{running} = 0;
 
+    # a later start() has a master of its own
+    delete $self->{master};
+
     return unless $master;
 
     kill 'TERM', $master;
