@@ -84,14 +84,35 @@ function tag() {
 }
 
 
+/*
+ * Right after a reload fetch may pick a kept-alive connection the old
+ * worker is closing ("fetch failed", the request never read): it is sent
+ * again, under the same Idempotency-Key, so a message that did arrive
+ * is not published twice.
+ */
+
 async function publish(body) {
-    const res = await fetch(server.url('/api/webhook'), {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json',
-                   'X-Webhook-Secret': SECRET },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(WAIT),
-    });
+    const key = crypto.randomUUID();
+    let res;
+
+    for (let attempt = 1; ; attempt++) {
+        try {
+            res = await fetch(server.url('/api/webhook'), {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/json',
+                           'X-Webhook-Secret': SECRET,
+                           'Idempotency-Key': key },
+                body: JSON.stringify(body),
+                signal: AbortSignal.timeout(WAIT),
+            });
+            break;
+        } catch (e) {
+            if (attempt === 3 || e.name !== 'TypeError') {
+                throw e;
+            }
+        }
+    }
+
     const json = await res.json();
 
     assert.equal(res.status, 200, `publish: ${JSON.stringify(json)}`);
