@@ -3,7 +3,7 @@
 
 MODULE = build/ngx_http_webhook_sse_module.so
 
-.PHONY: all build deps receivers run test test-asan test-browser \
+.PHONY: all build deps receivers run test test-asan test-repeat test-browser \
 	test-clients test-deb deb bench fuzz clean
 
 all: build
@@ -42,6 +42,14 @@ test-clients:
 	@command -v npm > /dev/null || \
 	    WEBHOOK_SSE_EXTRA_PKGS="nodejs npm" util/deps.sh
 	cd t/clients && npm ci --no-audit --no-fund --loglevel=error
+
+# the suite N times in a row (default 20), a CPU hog (stress-ng) on every
+# core in half of the runs (HOG=half|all|none), ASAN=1 under
+# util/test-asan.sh, TESTS="t/a.t .." only those; prints the runs and the
+# failures per test file
+test-repeat: build receivers test-clients
+	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS) stress-ng" util/deps.sh
+	@N=$(or $(N),20) util/test-repeat.sh $(TESTS)
 
 # the demo page (conf/html) in headless Debian Chromium, driven by
 # playwright-core (t/browser); nodejs and npm from Debian only where no npm

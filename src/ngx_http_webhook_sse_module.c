@@ -95,6 +95,34 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, status),
       NULL },
 
+    { ngx_string("webhook_presence"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, presence),
+      NULL },
+
+    { ngx_string("webhook_history"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, history),
+      NULL },
+
+    { ngx_string("webhook_presence_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, presence_grace),
+      NULL },
+
+    { ngx_string("webhook_presence_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, presence_events),
+      NULL },
+
     { ngx_string("webhook_session"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_sse_session,
@@ -407,6 +435,8 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
     conf->detach = NGX_CONF_UNSET;
     conf->longpoll_timeout = NGX_CONF_UNSET_MSEC;
+    conf->presence_grace = NGX_CONF_UNSET_MSEC;
+    conf->presence_events = NGX_CONF_UNSET;
 
     conf->forward = ngx_http_webhook_sse_forward_create_conf(cf);
     if (conf->forward == NULL) {
@@ -433,7 +463,9 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->session_from_args = prev->session_from_args;
     }
 
-    if (conf->session == NGX_CONF_UNSET_PTR && conf->stream) {
+    if (conf->session == NGX_CONF_UNSET_PTR
+        && (conf->stream || conf->presence || conf->history))
+    {
         conf->session = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
         if (conf->session == NULL) {
             return NGX_CONF_ERROR;
@@ -500,6 +532,9 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_size_value(conf->stream_buffer, prev->stream_buffer,
                               256 * 1024);
     ngx_conf_merge_value(conf->detach, prev->detach, 1);
+    ngx_conf_merge_msec_value(conf->presence_grace, prev->presence_grace,
+                              5000);
+    ngx_conf_merge_value(conf->presence_events, prev->presence_events, 0);
 
     ngx_conf_merge_bitmask_value(conf->transports, prev->transports,
                                  (NGX_CONF_BITMASK_SET
@@ -655,7 +690,10 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* webhook_publish NAME, webhook_stream NAME, webhook_status NAME */
+/*
+ * webhook_publish NAME, webhook_stream NAME, webhook_status NAME,
+ * webhook_presence NAME, webhook_history NAME
+ */
 
 static char *
 ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -670,9 +708,11 @@ ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     field = (ngx_shm_zone_t **) (p + cmd->offset);
 
-    if (wlcf->publish || wlcf->stream || wlcf->status) {
-        return "is duplicate: a location publishes, streams or reports "
-               "status";
+    if (wlcf->publish || wlcf->stream || wlcf->status || wlcf->presence
+        || wlcf->history)
+    {
+        return "is duplicate: a location publishes, streams, reports "
+               "status, presence or history";
     }
 
     value = cf->args->elts;
@@ -690,6 +730,12 @@ ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     } else if (field == &wlcf->stream) {
         clcf->handler = ngx_http_webhook_sse_stream_handler;
+
+    } else if (field == &wlcf->presence) {
+        clcf->handler = ngx_http_webhook_sse_presence_handler;
+
+    } else if (field == &wlcf->history) {
+        clcf->handler = ngx_http_webhook_sse_history_handler;
 
     } else {
         clcf->handler = ngx_http_webhook_sse_status_handler;
@@ -1031,7 +1077,10 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
                != NGX_OK)
         {
             ngx_http_webhook_sse_store_free_slot(zone);
+            continue;
         }
+
+        ngx_http_webhook_sse_presence_init(worker);
     }
 
     return ngx_http_webhook_sse_outbox_init_process(cycle);

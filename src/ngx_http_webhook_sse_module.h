@@ -40,6 +40,8 @@ typedef struct {
     ngx_shm_zone_t              *publish;
     ngx_shm_zone_t              *stream;
     ngx_shm_zone_t              *status;
+    ngx_shm_zone_t              *presence;
+    ngx_shm_zone_t              *history;
 
     ngx_http_complex_value_t    *session;
     ngx_http_complex_value_t    *secret;
@@ -75,6 +77,10 @@ typedef struct {
     ngx_uint_t                   transports;
     ngx_msec_t                   longpoll_timeout;
 
+    /* webhook_presence_grace, webhook_presence_events */
+    ngx_msec_t                   presence_grace;
+    ngx_flag_t                   presence_events;
+
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
 
@@ -104,6 +110,8 @@ ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx);
 ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_presence_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_history_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_webhook_sse_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);

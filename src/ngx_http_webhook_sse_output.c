@@ -343,6 +343,7 @@ ngx_http_webhook_sse_output_flush_detached(
 ngx_int_t
 ngx_http_webhook_sse_output_send(ngx_http_webhook_sse_stream_t *stream)
 {
+    ssize_t                      n;
     ngx_chain_t                 *rest;
     ngx_event_t                 *wev;
     ngx_connection_t            *c;
@@ -359,16 +360,36 @@ ngx_http_webhook_sse_output_send(ngx_http_webhook_sse_stream_t *stream)
         return NGX_OK;
     }
 
-    for (out = stream->busy; out; out = out->next) {
-        out->cl.buf = &out->buf;
-        out->cl.next = out->next ? &out->next->cl : NULL;
-    }
+    out = stream->busy;
 
-    rest = c->send_chain(c, &stream->busy->cl, 0);
+    if (out->next == NULL && wev->ready) {
 
-    if (rest == NGX_CHAIN_ERROR) {
-        c->error = 1;
-        return NGX_ERROR;
+        /* the usual case, one event: one send(), no chain to build */
+
+        n = c->send(c, out->buf.pos, out->buf.last - out->buf.pos);
+
+        if (n == NGX_ERROR) {
+            c->error = 1;
+            return NGX_ERROR;
+        }
+
+        if (n > 0) {
+            out->buf.pos += n;
+        }
+
+    } else {
+
+        for ( /* void */ ; out; out = out->next) {
+            out->cl.buf = &out->buf;
+            out->cl.next = out->next ? &out->next->cl : NULL;
+        }
+
+        rest = c->send_chain(c, &stream->busy->cl, 0);
+
+        if (rest == NGX_CHAIN_ERROR) {
+            c->error = 1;
+            return NGX_ERROR;
+        }
     }
 
     ngx_http_webhook_sse_output_sent(stream);

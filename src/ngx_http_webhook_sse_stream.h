@@ -9,6 +9,8 @@
  *   detach.c   a stream that has dropped its request: the connection alone
  *   fanout.c   the worker's channels and streams: subscription, replay in
  *              parts, delivery of what the doorbell announced
+ *   presence.c what a stream's start and end do to its session's presence:
+ *              join/leave events, grace periods
  *   output.c   events shared by streams and each stream's unsent output
  *
  * Calls go down that list only.  Everything here is process-local.
@@ -112,6 +114,9 @@ typedef struct {
     /* looks at the notices now and then: a lost doorbell stalls nothing */
     ngx_event_t                        check;
 
+    /* ends the grace periods of sessions without streams (presence.c) */
+    ngx_event_t                        presence;
+
     ngx_http_webhook_sse_close_pt      close;
     ngx_log_t                         *log;
 } ngx_http_webhook_sse_worker_t;
@@ -144,6 +149,8 @@ struct ngx_http_webhook_sse_stream_s {
 
     /* the newest message the stream was given */
     uint64_t                           cursor;
+    /* when it was subscribed, Unix milliseconds (presence) */
+    int64_t                            opened;
     ngx_event_t                        heartbeat;
 
     /* appended, not yet handed to the output filters */
@@ -211,6 +218,13 @@ ngx_int_t ngx_http_webhook_sse_fanout_catch_up(
 void ngx_http_webhook_sse_fanout_deliver(void *data);
 void ngx_http_webhook_sse_fanout_release(
     ngx_http_webhook_sse_stream_t *stream);
+
+/* ngx_http_webhook_sse_presence.c */
+void ngx_http_webhook_sse_presence_init(ngx_http_webhook_sse_worker_t *worker);
+void ngx_http_webhook_sse_presence_changed(
+    ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
+    ngx_http_webhook_sse_presence_change_t *change);
 
 /* ngx_http_webhook_sse_output.c */
 ngx_http_webhook_sse_event_t *ngx_http_webhook_sse_event_get(

@@ -258,7 +258,7 @@ ok(WebhookSSE::SSE::wait_all(\@streams, sub { $_[0]{events}[0] }, 5),
    'auth_request: all connected');
 $_->wait_events(1, 0) for @streams;
 
-ok(wait_until(sub { sse_log() =~ m{^/stream 200$}m }, 1),
+ok(wait_until(sub { sse_log() =~ m{^/stream 200$}m }, 10),
    'auth_request: the stream detached (logged while open)');
 
 ok(WebhookSSE::SSE::wait_all(\@streams,

@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
-# README.md, "Example configurations": the commands it gives start every
-# conf/*.conf example: with the environment each command sets, nginx
-# accepts the file as it is (nginx -t on the example, ports aside).
+# README.md: the commands it gives ("Example configurations", and those
+# beside the examples elsewhere) start every conf/*.conf example: with the
+# environment each command sets, nginx accepts the file as it is (nginx -t
+# on the example, ports aside).
 
 use strict;
 use warnings;
@@ -19,11 +20,13 @@ my $readme = do {
     <$fh>;
 };
 
-my ($section) = $readme =~ /^## Example configurations\n(.*?)(?=^## |\z)/ms
+$readme =~ /^## Example configurations\n/m
     or die "README.md: no \"Example configurations\"\n";
 
+# the commands anywhere in the README: the one for conf/forward.conf is in
+# "Try it", next to the receiver it needs
 my %command;
-while ($section =~ /^```sh\n(.*?)^```$/msg) {
+while ($readme =~ /^```sh\n(.*?)^```$/msg) {
     my $code = $1;
     $code =~ s/\\\n\s*/ /g;
     my ($file) = $code =~ m{util/run\.sh (conf/\S+)} or next;

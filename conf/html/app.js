@@ -2,7 +2,9 @@
  * nginx-webhook-sse demo chat window: one EventSource per tab (or a
  * WebSocket, or long-polling, with ?transport=websocket|longpoll), webhook
  * messages as chat bubbles (plain text and the rich content types of
- * common chat widgets), and a form that publishes a test webhook.
+ * common chat widgets), a form that publishes a test webhook, and how
+ * many windows have the session open (the presence location, polled with
+ * the form's secret; hidden where the server has none).
  * All message data is rendered with textContent and DOM properties, never
  * as HTML; links and images are followed only for http(s) addresses.
  */
@@ -13,7 +15,14 @@
 
     var KEY = 'webhook-sse-demo-session';
 
+    /* ?session=ID joins a session another window has open */
+    var asked = new URLSearchParams(location.search).get('session');
     var sessionId = sessionStorage.getItem(KEY);
+
+    if (asked && /^[0-9A-Za-z_-]{1,64}$/.test(asked)) {
+        sessionId = asked;
+        sessionStorage.setItem(KEY, sessionId);
+    }
 
     if (!sessionId) {
         sessionId = newSessionId();
@@ -27,6 +36,12 @@
     var form = document.getElementById('publish');
 
     document.getElementById('session').textContent = sessionId;
+    document.getElementById('share').href =
+        '?session=' + encodeURIComponent(sessionId);
+
+    var presence = document.getElementById('presence');
+    var presenceTimer = null;
+    var PRESENCE_EVERY = 2000;
 
     var seen = new Set();
     /* ids of the messages this page posted: shown as its own */
@@ -69,6 +84,14 @@
 
         if (data.type === 'connected') {
             setState('connected');
+            updatePresence();
+            return;
+        }
+
+        if (data.type === 'session_opened'
+            || data.type === 'session_closed')
+        {
+            updatePresence();
             return;
         }
 
@@ -196,6 +219,52 @@
             setState('reconnecting');
             clearTimeout(retryTimer);
             retryTimer = setTimeout(longPoll, 1000);
+        });
+    }
+
+
+    /*
+     * "seen by N windows": the streams the session has open on the server
+     * (all workers), asked of the presence location, which is private like
+     * publishing: the form's secret goes with it.  Without the location
+     * (404) the line stays hidden for good; a wrong secret hides it until
+     * the secret is right.
+     */
+
+    function updatePresence() {
+        var headers = {};
+
+        clearTimeout(presenceTimer);
+
+        if (form.elements.secret.value) {
+            headers['X-Webhook-Secret'] = form.elements.secret.value;
+        }
+
+        fetch('/api/webhook/presence?sessionId='
+              + encodeURIComponent(sessionId), { headers: headers })
+        .then(function (res) {
+            if (res.status === 404) {
+                presence.hidden = true;
+                return null;
+            }
+
+            presenceTimer = setTimeout(updatePresence, PRESENCE_EVERY);
+
+            return res.ok ? res.json() : null;
+        }).then(function (json) {
+            if (json === null || typeof json.streams !== 'number') {
+                presence.hidden = true;
+                return;
+            }
+
+            document.getElementById('windows').textContent = json.streams;
+            document.getElementById('windows-word').textContent =
+                json.streams === 1 ? 'window' : 'windows';
+            presence.dataset.streams = json.streams;
+            presence.hidden = false;
+        }).catch(function () {
+            presence.hidden = true;
+            presenceTimer = setTimeout(updatePresence, PRESENCE_EVERY);
         });
     }
 

@@ -6,7 +6,8 @@
  * with the module: it connects, renders webhook and rich messages, keeps
  * sessions apart, and resumes after the server drops its stream (reload,
  * kill -9) with every message exactly once, over SSE, WebSocket and
- * long-polling.  Screenshots, light and dark,
+ * long-polling, and shows how many windows have its session open
+ * (presence).  Screenshots, light and dark,
  * go to build/browser/ (BROWSER_SHOTS_DIR).
  *
  * Run: make test-browser (or: cd t/browser && npm ci && npm test).
@@ -184,7 +185,8 @@ async function openPage(opt = {}) {
     page.on('pageerror', (e) => errors.push(String(e)));
     page.errors = errors;
 
-    await page.goto(server.url('/' + (opt.query || '')), { timeout: WAIT });
+    await page.goto(server.url(opt.path || '/' + (opt.query || '')),
+                    { timeout: WAIT });
     await page.locator('#state[data-state="connected"]')
               .waitFor({ timeout: WAIT });
 
@@ -722,6 +724,57 @@ async function dropAndResume(drop, opt = {}) {
     assert.deepEqual(page.errors, [], 'no script errors');
     await page.context().close();
 }
+
+
+step('the page shows how many windows have its session open, on every '
+     + 'window, as they open and close', async () => {
+    const a = await openPage();
+    const seen = (page, n) => page.locator(`#presence[data-streams="${n}"]`)
+                                  .waitFor({ timeout: WAIT });
+
+    await seen(a, 1);
+    assert.equal((await a.locator('#presence').innerText()).trim(),
+                 'seen by 1 window');
+
+    const join = await a.locator('#share').getAttribute('href');
+    assert.equal(join, `?session=${encodeURIComponent(a.sessionId)}`,
+                 'the page links to its session');
+
+    /* other windows (own contexts: own sessionStorage) join by the link */
+    const b = await openPage({ path: `/${join}` });
+    const c = await openPage({ path: `/${join}` });
+    assert.equal(b.sessionId, a.sessionId, 'the link joins the session');
+
+    for (const page of [a, b, c]) {
+        await seen(page, 3);
+    }
+    assert.equal((await a.locator('#presence').innerText()).trim(),
+                 'seen by 3 windows');
+
+    const res = await fetch(server.url('/api/webhook/presence?sessionId='
+                                       + encodeURIComponent(a.sessionId)),
+                            { headers: { 'X-Webhook-Secret': SECRET },
+                              signal: AbortSignal.timeout(WAIT) });
+    const json = await res.json();
+    assert.equal(json.streams, 3, 'the server counts 3 streams');
+    assert.ok(json.since <= Date.now(), 'since the first window opened');
+
+    await c.context().close();
+    await seen(a, 2);
+    await seen(b, 2);
+
+    await b.context().close();
+    await seen(a, 1);
+
+    /* presence is private: a wrong secret hides the line */
+    await a.locator('#secret').fill('wrong');
+    await a.locator('#presence').waitFor({ state: 'hidden', timeout: WAIT });
+    await a.locator('#secret').fill(SECRET);
+    await seen(a, 1);
+
+    assert.deepEqual(a.errors, [], 'no script errors');
+    await a.context().close();
+});
 
 
 step('nginx -s reload drops the stream; the page resumes, no duplicate, '

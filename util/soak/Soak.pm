@@ -112,6 +112,31 @@ sub running
 }
 
 
+# Waits (bounded) until the driver has every stream open and starts
+# publishing (it says so on stderr unless --quiet); true when it did.
+# Returns at once, false, when the driver ended before.
+
+sub wait_publishing
+{
+    my ($self, $timeout) = @_;
+    my $deadline = time + ($timeout // 30);
+
+    while (time < $deadline) {
+        if (open my $fh, '<', $self->{err}) {
+            local $/;
+            my $text = <$fh> // '';
+            if ($text =~ /streams open in .*; publishing/) {
+                $self->{publishing} = time;
+                return 1;
+            }
+        }
+        return 0 unless $self->running;
+        sleep 0.02;
+    }
+    return 0;
+}
+
+
 # Waits for the driver (bounded: its duration plus two minutes), then
 # parses its output.
 
@@ -180,6 +205,22 @@ sub second_half_growth
         $max = $_ if $_ > $max;
     }
     return ($v[$mid], $max, $v[-1], $max - $v[$mid]);
+}
+
+
+# (value at index FROM, max from there, last, growth): second_half_growth
+# from a given checkpoint on (one after which a growth means a leak).
+
+sub growth_from
+{
+    my ($values, $from) = @_;
+    my @v = @$values;
+    return (0, 0, 0, 0) unless @v && $from <= $#v;
+    my $max = $v[$from];
+    for (@v[$from .. $#v]) {
+        $max = $_ if $_ > $max;
+    }
+    return ($v[$from], $max, $v[-1], $max - $v[$from]);
 }
 
 

@@ -341,12 +341,15 @@ sub start
     # release the ports we held so nginx can bind them
     delete $self->{port_sockets};
 
+    # running before nginx is: a test killed (TERM, a repeat loop ended)
+    # while nginx daemonizes still stops it
+    $self->{running} = 1;
+
     my ($rc, $out) = $self->_nginx();
     if ($rc != 0) {
+        $self->{running} = 0;
         die "nginx failed to start (rc $rc):\n$out\n" . $self->_log_tail;
     }
-
-    $self->{running} = 1;
 
     my $ok = wait_until(sub {
         my $pid = $self->master_pid or return 0;
@@ -512,7 +515,9 @@ sub stop
     my ($self) = @_;
     return unless $self->{running};
 
-    my $master = $self->{master} // $self->master_pid;
+    # (a master that is still daemonizing writes its pid file shortly)
+    my $master = $self->{master}
+                 // wait_until(sub { $self->master_pid }, 5);
     my @workers = $self->worker_pids;
     $self->{running} = 0;
 
