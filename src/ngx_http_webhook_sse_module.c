@@ -51,6 +51,14 @@ static ngx_conf_num_bounds_t  ngx_http_webhook_sse_replay_bounds = {
 };
 
 
+static ngx_conf_bitmask_t  ngx_http_webhook_sse_transports[] = {
+    { ngx_string("sse"), NGX_HTTP_WEBHOOK_SSE_SSE },
+    { ngx_string("websocket"), NGX_HTTP_WEBHOOK_SSE_WEBSOCKET },
+    { ngx_string("longpoll"), NGX_HTTP_WEBHOOK_SSE_LONGPOLL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_webhook_sse_commands[] = {
 
     { ngx_string("webhook_zone"),
@@ -198,6 +206,20 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_webhook_sse_loc_conf_t, detach),
+      NULL },
+
+    { ngx_string("webhook_stream_transports"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, transports),
+      &ngx_http_webhook_sse_transports },
+
+    { ngx_string("webhook_longpoll_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, longpoll_timeout),
       NULL },
 
     { ngx_string("webhook_forward"),
@@ -435,6 +457,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
      *     conf->session_field = { 0, NULL };
      *     conf->message_field = { 0, NULL };
      *     conf->session_from_args = 0;
+     *     conf->transports = 0;
      */
 
     conf->session = NGX_CONF_UNSET_PTR;
@@ -447,6 +470,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
     conf->detach = NGX_CONF_UNSET;
+    conf->longpoll_timeout = NGX_CONF_UNSET_MSEC;
     conf->presence_grace = NGX_CONF_UNSET_MSEC;
     conf->presence_events = NGX_CONF_UNSET;
 
@@ -547,6 +571,14 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_msec_value(conf->presence_grace, prev->presence_grace,
                               5000);
     ngx_conf_merge_value(conf->presence_events, prev->presence_events, 0);
+
+    ngx_conf_merge_bitmask_value(conf->transports, prev->transports,
+                                 (NGX_CONF_BITMASK_SET
+                                  |NGX_HTTP_WEBHOOK_SSE_SSE
+                                  |NGX_HTTP_WEBHOOK_SSE_WEBSOCKET
+                                  |NGX_HTTP_WEBHOOK_SSE_LONGPOLL));
+    ngx_conf_merge_msec_value(conf->longpoll_timeout, prev->longpoll_timeout,
+                              30000);
 
     return ngx_http_webhook_sse_forward_merge(cf, prev, conf);
 }

@@ -30,6 +30,11 @@
 #define NGX_HTTP_WEBHOOK_SSE_VERIFY_STANDARD  1
 #define NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB    2
 
+/* webhook_stream_transports: the ways a stream location may be read */
+#define NGX_HTTP_WEBHOOK_SSE_SSE              0x0002
+#define NGX_HTTP_WEBHOOK_SSE_WEBSOCKET        0x0004
+#define NGX_HTTP_WEBHOOK_SSE_LONGPOLL         0x0008
+
 
 typedef struct {
     ngx_shm_zone_t              *publish;
@@ -67,6 +72,10 @@ typedef struct {
     ngx_uint_t                   replay;
     size_t                       stream_buffer;
     ngx_flag_t                   detach;
+
+    /* webhook_stream_transports (bits), webhook_longpoll_timeout */
+    ngx_uint_t                   transports;
+    ngx_msec_t                   longpoll_timeout;
 
     /* webhook_presence_grace, webhook_presence_events */
     ngx_msec_t                   presence_grace;
