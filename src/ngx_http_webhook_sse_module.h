@@ -133,6 +133,8 @@ ngx_int_t ngx_http_webhook_sse_add_header(ngx_http_request_t *r, char *key,
     char *value);
 ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
+ngx_int_t ngx_http_webhook_sse_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
 ngx_int_t ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
     const char **error);

@@ -158,13 +158,8 @@ static ngx_int_t
 ngx_http_webhook_sse_presence_post(ngx_http_request_t *r)
 {
     int                                    rc;
-    u_char                                *p;
-    off_t                                  len;
-    ssize_t                                n;
-    ngx_buf_t                             *b;
     ngx_str_t                              body, delivery, header;
     ngx_uint_t                             status;
-    ngx_chain_t                           *cl;
     const char                            *error;
     ngx_http_webhook_sse_loc_conf_t       *wlcf;
     ngx_http_webhook_sse_presence_list_t   list;
@@ -172,46 +167,13 @@ ngx_http_webhook_sse_presence_post(ngx_http_request_t *r)
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_sse_module);
 
-    len = 0;
-
-    if (r->request_body) {
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            len += ngx_buf_size(cl->buf);
-        }
-    }
-
-    body.data = ngx_pnalloc(r->pool, len + 1);
-    if (body.data == NULL) {
+    if (ngx_http_webhook_sse_read_body(r, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = body.data;
-
-    for (cl = r->request_body ? r->request_body->bufs : NULL;
-         cl;
-         cl = cl->next)
-    {
-        b = cl->buf;
-
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-
-            if (n != b->file_last - b->file_pos) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "webhook presence: cannot read the request "
-                              "body from \"%V\"", &b->file->name);
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            p += n;
-            continue;
-        }
-
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    if (body.data == NULL) {
+        ngx_str_set(&body, "");
     }
-
-    body.len = p - body.data;
 
     status = ngx_http_webhook_sse_verify(r, wlcf, &body, &delivery, &header,
                                          &error);
