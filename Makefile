@@ -85,6 +85,8 @@ fuzz:
 bench: build
 	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan libyajl-dev linux-perf" util/deps.sh
 	@util/bench
+	@util/bench-forward
+	@util/bench-cluster
 
 clean:
 	rm -rf build run t/servroot*
