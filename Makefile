@@ -4,7 +4,7 @@
 MODULE = build/ngx_http_webhook_sse_module.so
 
 .PHONY: all build deps receivers run test test-asan test-repeat test-browser \
-	test-deb deb bench fuzz clean
+	test-clients test-deb deb bench fuzz clean
 
 all: build
 
@@ -20,7 +20,7 @@ run: build
 # what only the tests need: promtool (t/status.t checks the metrics)
 TEST_PKGS = prometheus
 
-test: build receivers
+test: build receivers test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	prove -r t
 
@@ -32,15 +32,22 @@ receivers:
 	cd t/receivers && npm ci --no-audit --no-fund --loglevel=error
 
 # the module and the t/ suite under AddressSanitizer (build/asan/)
-test-asan: deps receivers
+test-asan: deps receivers test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS)" util/deps.sh
 	@util/test-asan.sh
+
+# the real clients the Perl tests drive (t/clients: the npm ws WebSocket
+# client); nodejs and npm from Debian only where no npm is on the machine
+test-clients:
+	@command -v npm > /dev/null || \
+	    WEBHOOK_SSE_EXTRA_PKGS="nodejs npm" util/deps.sh
+	cd t/clients && npm ci --no-audit --no-fund --loglevel=error
 
 # the suite N times in a row (default 20), a CPU hog (stress-ng) on every
 # core in half of the runs (HOG=half|all|none), ASAN=1 under
 # util/test-asan.sh, TESTS="t/a.t .." only those; prints the runs and the
 # failures per test file
-test-repeat: build receivers
+test-repeat: build receivers test-clients
 	@WEBHOOK_SSE_EXTRA_PKGS="$(TEST_PKGS) stress-ng" util/deps.sh
 	@N=$(or $(N),20) util/test-repeat.sh $(TESTS)
 
@@ -72,11 +79,14 @@ fuzz:
 	@WEBHOOK_SSE_EXTRA_PKGS="clang libyajl-dev" util/deps.sh
 	@util/fuzz/run.sh
 
-# builds util/sse-bench, runs our module and nchan side by side (needs
-# wrk and libnginx-mod-nchan; BENCH_QUICK=1 for a one-minute smoke run)
+# builds util/sse-bench and util/floor, runs our module, nchan, bare nginx
+# and the floor server side by side (needs wrk, libnginx-mod-nchan,
+# libyajl-dev; linux-perf for BENCH_PERF=1; BENCH_QUICK=1 for a smoke run)
 bench: build
-	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan" util/deps.sh
+	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan libyajl-dev linux-perf" util/deps.sh
 	@util/bench
+	@util/bench-forward
+	@util/bench-cluster
 
 clean:
 	rm -rf build run t/servroot*

@@ -168,11 +168,13 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
 {
     size_t                              part;
     ngx_int_t                           rc;
-    ngx_http_webhook_sse_worker_t      *worker;
-    ngx_http_webhook_sse_lchannel_t    *lc, *nlc;
-    ngx_http_webhook_sse_subscribed_t   subscribed;
+    ngx_http_webhook_sse_worker_t           *worker;
+    ngx_http_webhook_sse_lchannel_t         *lc, *nlc;
+    ngx_http_webhook_sse_subscribed_t        subscribed;
+    ngx_http_webhook_sse_presence_change_t   change;
 
     worker = stream->worker;
+    change.grace = stream->conf->presence_grace;
 
     nlc = NULL;
 
@@ -194,7 +196,7 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
     for ( ;; ) {
         rc = ngx_http_webhook_sse_store_subscribe(worker->zone, replay,
                                                   &worker->copies,
-                                                  &subscribed);
+                                                  &subscribed, &change);
         if (rc != NGX_AGAIN) {
             break;
         }
@@ -247,8 +249,16 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
 
     stream->channel = lc;
     stream->subscribed = 1;
+    stream->opened = change.time;
 
-    return ngx_http_webhook_sse_fanout_append(stream);
+    rc = ngx_http_webhook_sse_fanout_append(stream);
+
+    if (rc == NGX_OK) {
+        ngx_http_webhook_sse_presence_changed(worker, stream, session,
+                                              &change);
+    }
+
+    return rc;
 }
 
 
@@ -701,10 +711,12 @@ ngx_http_webhook_sse_fanout_check_handler(ngx_event_t *ev)
 void
 ngx_http_webhook_sse_fanout_release(ngx_http_webhook_sse_stream_t *stream)
 {
-    ngx_uint_t                        last_of_channel;
-    ngx_str_t                        *session;
-    ngx_http_webhook_sse_worker_t    *worker;
-    ngx_http_webhook_sse_lchannel_t  *lc;
+    ngx_uint_t                               last_of_channel;
+    ngx_str_t                               *session;
+    ngx_http_webhook_sse_stream_t           *oldest;
+    ngx_http_webhook_sse_worker_t           *worker;
+    ngx_http_webhook_sse_lchannel_t         *lc;
+    ngx_http_webhook_sse_presence_change_t   change;
 
     static ngx_str_t  broadcast = ngx_null_string;
 
@@ -738,6 +750,7 @@ ngx_http_webhook_sse_fanout_release(ngx_http_webhook_sse_stream_t *stream)
 
     last_of_channel = 0;
     session = &broadcast;
+    change.since = 0;
 
     if (lc) {
         ngx_queue_remove(&stream->channel_link);
@@ -745,11 +758,21 @@ ngx_http_webhook_sse_fanout_release(ngx_http_webhook_sse_stream_t *stream)
 
         last_of_channel = (lc->nstreams == 0);
         session = &lc->session;
+
+        /* the channel's streams are in the order they opened */
+        if (!last_of_channel) {
+            oldest = ngx_queue_data(ngx_queue_head(&lc->streams),
+                                    ngx_http_webhook_sse_stream_t,
+                                    channel_link);
+            change.since = oldest->opened;
+        }
     }
 
     ngx_http_webhook_sse_store_unsubscribe(worker->zone, session,
                                            last_of_channel,
-                                           worker->nstreams == 0);
+                                           worker->nstreams == 0, &change);
+
+    ngx_http_webhook_sse_presence_changed(worker, NULL, session, &change);
 
     if (last_of_channel) {
         ngx_rbtree_delete(&worker->channels, &lc->node);

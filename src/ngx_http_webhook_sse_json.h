@@ -99,4 +99,18 @@ size_t ngx_http_webhook_sse_json_escape(unsigned char *dst,
     const unsigned char *src, size_t len);
 
 
+/*
+ * The strings of the array "key" of the JSON object in body
+ * (ngx_http_webhook_sse_json_list.c): all of them valid sessions, at most
+ * max; item is called with each (non-zero from it: _NOMEM).  Returns
+ * _OK, _INVALID (error says why) or _NOMEM.
+ */
+typedef int (*ngx_http_webhook_sse_json_item_pt)(void *data,
+    const unsigned char *s, size_t len);
+
+int ngx_http_webhook_sse_json_list(const unsigned char *body, size_t len,
+    const char *key, size_t max, ngx_http_webhook_sse_json_item_pt item,
+    void *data, char *error);
+
+
 #endif /* _NGX_HTTP_WEBHOOK_SSE_JSON_H_INCLUDED_ */

@@ -20,6 +20,7 @@
 
 static ngx_int_t ngx_http_webhook_sse_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_webhook_sse_init(ngx_conf_t *cf);
+static void *ngx_http_webhook_sse_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -47,6 +48,14 @@ static void ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle);
 
 static ngx_conf_num_bounds_t  ngx_http_webhook_sse_replay_bounds = {
     ngx_conf_check_num_bounds, 0, 100000
+};
+
+
+static ngx_conf_bitmask_t  ngx_http_webhook_sse_transports[] = {
+    { ngx_string("sse"), NGX_HTTP_WEBHOOK_SSE_SSE },
+    { ngx_string("websocket"), NGX_HTTP_WEBHOOK_SSE_WEBSOCKET },
+    { ngx_string("longpoll"), NGX_HTTP_WEBHOOK_SSE_LONGPOLL },
+    { ngx_null_string, 0 }
 };
 
 
@@ -85,6 +94,34 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       ngx_http_webhook_sse_handler_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_webhook_sse_loc_conf_t, status),
+      NULL },
+
+    { ngx_string("webhook_presence"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, presence),
+      NULL },
+
+    { ngx_string("webhook_history"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_handler_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, history),
+      NULL },
+
+    { ngx_string("webhook_presence_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_time_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, presence_grace),
+      NULL },
+
+    { ngx_string("webhook_presence_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, presence_events),
       NULL },
 
     { ngx_string("webhook_session"),
@@ -171,6 +208,20 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       offsetof(ngx_http_webhook_sse_loc_conf_t, detach),
       NULL },
 
+    { ngx_string("webhook_stream_transports"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, transports),
+      &ngx_http_webhook_sse_transports },
+
+    { ngx_string("webhook_longpoll_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_sse_loc_conf_t, longpoll_timeout),
+      NULL },
+
     { ngx_string("webhook_forward"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_webhook_sse_forward,
@@ -235,7 +286,7 @@ static ngx_http_module_t  ngx_http_webhook_sse_module_ctx = {
     ngx_http_webhook_sse_add_variables,    /* preconfiguration */
     ngx_http_webhook_sse_init,             /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_webhook_sse_create_main_conf, /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -353,6 +404,41 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
 
 
 static void *
+ngx_http_webhook_sse_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
+
+    wmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_webhook_sse_main_conf_t));
+    if (wmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&wmcf->zones, cf->pool, 2,
+                       sizeof(ngx_http_webhook_sse_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return wmcf;
+}
+
+
+/* the zones of a cycle's configuration; NULL without an http block */
+
+ngx_array_t *
+ngx_http_webhook_sse_zones(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_webhook_sse_module);
+
+    return wmcf ? &wmcf->zones : NULL;
+}
+
+
+static void *
 ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_webhook_sse_loc_conf_t  *conf;
@@ -371,6 +457,7 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
      *     conf->session_field = { 0, NULL };
      *     conf->message_field = { 0, NULL };
      *     conf->session_from_args = 0;
+     *     conf->transports = 0;
      */
 
     conf->session = NGX_CONF_UNSET_PTR;
@@ -383,6 +470,9 @@ ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
     conf->replay = NGX_CONF_UNSET_UINT;
     conf->stream_buffer = NGX_CONF_UNSET_SIZE;
     conf->detach = NGX_CONF_UNSET;
+    conf->longpoll_timeout = NGX_CONF_UNSET_MSEC;
+    conf->presence_grace = NGX_CONF_UNSET_MSEC;
+    conf->presence_events = NGX_CONF_UNSET;
 
     conf->forward = ngx_http_webhook_sse_forward_create_conf(cf);
     if (conf->forward == NULL) {
@@ -409,7 +499,9 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->session_from_args = prev->session_from_args;
     }
 
-    if (conf->session == NGX_CONF_UNSET_PTR && conf->stream) {
+    if (conf->session == NGX_CONF_UNSET_PTR
+        && (conf->stream || conf->presence || conf->history))
+    {
         conf->session = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
         if (conf->session == NULL) {
             return NGX_CONF_ERROR;
@@ -476,6 +568,17 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_size_value(conf->stream_buffer, prev->stream_buffer,
                               256 * 1024);
     ngx_conf_merge_value(conf->detach, prev->detach, 1);
+    ngx_conf_merge_msec_value(conf->presence_grace, prev->presence_grace,
+                              5000);
+    ngx_conf_merge_value(conf->presence_events, prev->presence_events, 0);
+
+    ngx_conf_merge_bitmask_value(conf->transports, prev->transports,
+                                 (NGX_CONF_BITMASK_SET
+                                  |NGX_HTTP_WEBHOOK_SSE_SSE
+                                  |NGX_HTTP_WEBHOOK_SSE_WEBSOCKET
+                                  |NGX_HTTP_WEBHOOK_SSE_LONGPOLL));
+    ngx_conf_merge_msec_value(conf->longpoll_timeout, prev->longpoll_timeout,
+                              30000);
 
     return ngx_http_webhook_sse_forward_merge(cf, prev, conf);
 }
@@ -486,7 +589,9 @@ ngx_http_webhook_sse_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *
 ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    u_char                       *p;
+    u_char                            *p;
+    ngx_http_webhook_sse_zone_t      **zp;
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
     ssize_t                       size;
     ngx_str_t                    *value, name, s, persist;
     ngx_int_t                     history;
@@ -619,11 +724,23 @@ ngx_http_webhook_sse_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     shm_zone->init = ngx_http_webhook_sse_store_init_zone;
     shm_zone->data = zone;
 
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
+
+    zp = ngx_array_push(&wmcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = zone;
+
     return NGX_CONF_OK;
 }
 
 
-/* webhook_publish NAME, webhook_stream NAME, webhook_status NAME */
+/*
+ * webhook_publish NAME, webhook_stream NAME, webhook_status NAME,
+ * webhook_presence NAME, webhook_history NAME
+ */
 
 static char *
 ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -638,9 +755,11 @@ ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     field = (ngx_shm_zone_t **) (p + cmd->offset);
 
-    if (wlcf->publish || wlcf->stream || wlcf->status) {
-        return "is duplicate: a location publishes, streams or reports "
-               "status";
+    if (wlcf->publish || wlcf->stream || wlcf->status || wlcf->presence
+        || wlcf->history)
+    {
+        return "is duplicate: a location publishes, streams, reports "
+               "status, presence or history";
     }
 
     value = cf->args->elts;
@@ -658,6 +777,12 @@ ngx_http_webhook_sse_handler_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     } else if (field == &wlcf->stream) {
         clcf->handler = ngx_http_webhook_sse_stream_handler;
+
+    } else if (field == &wlcf->presence) {
+        clcf->handler = ngx_http_webhook_sse_presence_handler;
+
+    } else if (field == &wlcf->history) {
+        clcf->handler = ngx_http_webhook_sse_history_handler;
 
     } else {
         clcf->handler = ngx_http_webhook_sse_status_handler;
@@ -942,8 +1067,7 @@ static ngx_int_t
 ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                      i;
-    ngx_list_part_t                *part;
-    ngx_shm_zone_t                 *shm_zone;
+    ngx_array_t                    *zones;
     ngx_http_webhook_sse_zone_t    *zone;
     ngx_http_webhook_sse_worker_t  *worker;
 
@@ -953,26 +1077,10 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
         zone->log = cycle->log;
 
         if (zone->redis) {
@@ -999,7 +1107,10 @@ ngx_http_webhook_sse_init_process(ngx_cycle_t *cycle)
                != NGX_OK)
         {
             ngx_http_webhook_sse_store_free_slot(zone);
+            continue;
         }
+
+        ngx_http_webhook_sse_presence_init(worker);
     }
 
     return ngx_http_webhook_sse_outbox_init_process(cycle);
@@ -1010,32 +1121,15 @@ static void
 ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
-    ngx_list_part_t              *part;
-    ngx_shm_zone_t               *shm_zone;
+    ngx_array_t                  *zones;
     ngx_http_webhook_sse_zone_t  *zone;
 
     ngx_http_webhook_sse_outbox_exit_process(cycle);
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
 
         ngx_http_webhook_sse_notify_exit(zone);
         ngx_http_webhook_sse_store_free_slot(zone);
@@ -1056,9 +1150,9 @@ ngx_http_webhook_sse_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *shm_zone;
+    ngx_uint_t                    i;
+    ngx_array_t                  *zones;
+    ngx_http_webhook_sse_zone_t  *zone;
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                   "webhook-sse/" NGX_HTTP_WEBHOOK_SSE_VERSION
@@ -1070,24 +1164,11 @@ ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
-            ngx_http_webhook_sse_persist_load(cycle, shm_zone[i].data);
-        }
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
+        ngx_http_webhook_sse_persist_load(cycle, zone);
     }
 
     return NGX_OK;
@@ -1099,27 +1180,14 @@ ngx_http_webhook_sse_init_module(ngx_cycle_t *cycle)
 static void
 ngx_http_webhook_sse_exit_master(ngx_cycle_t *cycle)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *shm_zone;
+    ngx_uint_t                    i;
+    ngx_array_t                  *zones;
+    ngx_http_webhook_sse_zone_t  *zone;
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_webhook_sse_module) {
-            ngx_http_webhook_sse_persist_save(cycle, shm_zone[i].data);
-        }
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
+        ngx_http_webhook_sse_persist_save(cycle, zone);
     }
 }

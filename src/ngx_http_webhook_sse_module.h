@@ -30,11 +30,18 @@
 #define NGX_HTTP_WEBHOOK_SSE_VERIFY_STANDARD  1
 #define NGX_HTTP_WEBHOOK_SSE_VERIFY_GITHUB    2
 
+/* webhook_stream_transports: the ways a stream location may be read */
+#define NGX_HTTP_WEBHOOK_SSE_SSE              0x0002
+#define NGX_HTTP_WEBHOOK_SSE_WEBSOCKET        0x0004
+#define NGX_HTTP_WEBHOOK_SSE_LONGPOLL         0x0008
+
 
 typedef struct {
     ngx_shm_zone_t              *publish;
     ngx_shm_zone_t              *stream;
     ngx_shm_zone_t              *status;
+    ngx_shm_zone_t              *presence;
+    ngx_shm_zone_t              *history;
 
     ngx_http_complex_value_t    *session;
     ngx_http_complex_value_t    *secret;
@@ -66,12 +73,26 @@ typedef struct {
     size_t                       stream_buffer;
     ngx_flag_t                   detach;
 
+    /* webhook_stream_transports (bits), webhook_longpoll_timeout */
+    ngx_uint_t                   transports;
+    ngx_msec_t                   longpoll_timeout;
+
+    /* webhook_presence_grace, webhook_presence_events */
+    ngx_msec_t                   presence_grace;
+    ngx_flag_t                   presence_events;
+
     /* webhook_session's value comes from the query string */
     unsigned                     session_from_args:1;
 
     /* outbound delivery (ngx_http_webhook_sse_forward_conf.c) */
     ngx_http_webhook_sse_forward_conf_t  *forward;
 } ngx_http_webhook_sse_loc_conf_t;
+
+
+/* the zones the configuration defines (ngx_http_webhook_sse_zone_t *) */
+typedef struct {
+    ngx_array_t                  zones;
+} ngx_http_webhook_sse_main_conf_t;
 
 
 /* per request (publish, stream, error pages): what logs and variables see */
@@ -90,11 +111,15 @@ typedef struct {
 extern ngx_module_t  ngx_http_webhook_sse_module;
 
 
+ngx_array_t *ngx_http_webhook_sse_zones(ngx_cycle_t *cycle);
+
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx);
 ngx_int_t ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_presence_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_sse_history_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_webhook_sse_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
@@ -108,6 +133,8 @@ ngx_int_t ngx_http_webhook_sse_add_header(ngx_http_request_t *r, char *key,
     char *value);
 ngx_table_elt_t *ngx_http_webhook_sse_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
+ngx_int_t ngx_http_webhook_sse_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
 ngx_int_t ngx_http_webhook_sse_session_value(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *session,
     const char **error);

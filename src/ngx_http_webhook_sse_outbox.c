@@ -249,8 +249,7 @@ ngx_int_t
 ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                       i, generation;
-    ngx_list_part_t                 *part;
-    ngx_shm_zone_t                  *shm_zone;
+    ngx_array_t                     *zones;
     ngx_http_webhook_sse_zone_t     *zone;
     ngx_http_webhook_sse_outbox_t   *ob;
     ngx_http_webhook_sse_courier_t  *courier;
@@ -272,26 +271,10 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
 
     generation = ngx_http_webhook_sse_forward_generation();
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    zones = ngx_http_webhook_sse_zones(cycle);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_webhook_sse_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    for (i = 0; zones && i < zones->nelts; i++) {
+        zone = ((ngx_http_webhook_sse_zone_t **) zones->elts)[i];
 
         ob = ngx_slab_calloc(zone->shpool,
                              sizeof(ngx_http_webhook_sse_outbox_t));
@@ -321,7 +304,7 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
              * again, its limits hold from now on.
              */
             zone->sh->outbox->generation = generation;
-            ngx_http_webhook_sse_outbox_limits(&shm_zone[i]);
+            ngx_http_webhook_sse_outbox_limits(zone->shm_zone);
         }
 
         ngx_http_webhook_sse_store_unlock(zone);
@@ -333,7 +316,7 @@ ngx_http_webhook_sse_outbox_init_process(ngx_cycle_t *cycle)
         if (zone->sh->outbox == NULL) {
             ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                           "webhook zone \"%V\" has no room for the outbound "
-                          "queue", &shm_zone[i].shm.name);
+                          "queue", &zone->shm_zone->shm.name);
             continue;
         }
 

@@ -207,7 +207,8 @@ ngx_http_webhook_sse_output_flush(ngx_http_webhook_sse_stream_t *stream)
         return NGX_OK;
     }
 
-    if (stream->detached) {
+    /* a detached stream, or a transport that writes its own way */
+    if (stream->detached || stream->send) {
         return ngx_http_webhook_sse_output_flush_detached(stream);
     }
 
@@ -334,7 +335,10 @@ ngx_http_webhook_sse_output_flush_detached(
 }
 
 
-/* writes a detached stream's busy buffers straight to the connection */
+/*
+ * Writes a detached stream's busy buffers straight to the connection; a
+ * WebSocket or a long-poll has its transport take them.
+ */
 
 ngx_int_t
 ngx_http_webhook_sse_output_send(ngx_http_webhook_sse_stream_t *stream)
@@ -347,6 +351,10 @@ ngx_http_webhook_sse_output_send(ngx_http_webhook_sse_stream_t *stream)
 
     c = stream->connection;
     wev = c->write;
+
+    if (stream->send) {
+        return stream->send(stream);
+    }
 
     if (stream->busy == NULL) {
         return NGX_OK;
@@ -525,4 +533,39 @@ ngx_http_webhook_sse_output_free(ngx_http_webhook_sse_stream_t *stream)
     stream->busy_last = &stream->busy;
     stream->queued_last = &stream->queued;
     stream->unsent = 0;
+}
+
+
+/*
+ * The JSON of an event's "data:" line, for the transports that carry it
+ * without the SSE framing; NGX_DECLINED: the text has none (a heartbeat
+ * comment, a retry).
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_output_data(ngx_http_webhook_sse_out_t *out,
+    ngx_str_t *data)
+{
+    u_char  *p, *last, *eol;
+
+    p = out->buf.pos;
+    last = out->buf.last;
+
+    while (p < last) {
+        eol = ngx_strlchr(p, last, '\n');
+
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        if (eol - p >= 6 && ngx_strncmp(p, "data: ", 6) == 0) {
+            data->data = p + 6;
+            data->len = eol - p - 6;
+            return NGX_OK;
+        }
+
+        p = eol + 1;
+    }
+
+    return NGX_DECLINED;
 }

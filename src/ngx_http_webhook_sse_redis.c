@@ -299,39 +299,25 @@ ngx_http_webhook_sse_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     u_char                        *p;
     ngx_int_t                      n;
     ngx_str_t                     *value, s, name;
-    ngx_uint_t                     i;
-    ngx_list_part_t               *part;
-    ngx_shm_zone_t                *shm_zone;
-    ngx_http_webhook_sse_zone_t   *zone;
-    ngx_http_webhook_sse_redis_t  *link;
+    ngx_uint_t                         i;
+    ngx_http_webhook_sse_zone_t       *zone, **zones;
+    ngx_http_webhook_sse_redis_t      *link;
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
 
     value = cf->args->elts;
 
     zone = NULL;
 
-    part = &cf->cycle->shared_memory.part;
-    shm_zone = part->elts;
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
+    zones = wmcf->zones.elts;
 
-    for (i = 0; /* void */ ; i++) {
+    for (i = 0; i < wmcf->zones.nelts; i++) {
+        name = zones[i]->shm_zone->shm.name;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_webhook_sse_module
-            && shm_zone[i].data
-            && shm_zone[i].shm.name.len == value[1].len
-            && ngx_strncmp(shm_zone[i].shm.name.data, value[1].data,
-                           value[1].len)
-               == 0)
+        if (name.len == value[1].len
+            && ngx_strncmp(name.data, value[1].data, name.len) == 0)
         {
-            zone = shm_zone[i].data;
+            zone = zones[i];
             break;
         }
     }

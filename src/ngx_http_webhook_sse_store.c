@@ -67,6 +67,18 @@ static ngx_uint_t ngx_http_webhook_sse_store_unfetched(
     ngx_http_webhook_sse_msg_t *msg);
 static void ngx_http_webhook_sse_store_clear_slot(
     ngx_http_webhook_sse_zone_t *zone, ngx_uint_t s);
+static ngx_http_webhook_sse_presence_t *ngx_http_webhook_sse_store_presence_of(
+    ngx_http_webhook_sse_channel_t *channel, ngx_uint_t s);
+static void ngx_http_webhook_sse_store_presence_forget(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    ngx_uint_t s);
+static ngx_uint_t ngx_http_webhook_sse_store_presence_total(
+    ngx_http_webhook_sse_channel_t *channel, int64_t *since);
+static ngx_uint_t ngx_http_webhook_sse_store_vacate(
+    ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_channel_t *channel,
+    int64_t now);
+static int64_t ngx_http_webhook_sse_store_first_leave(
+    ngx_http_webhook_sse_shctx_t *sh);
 
 
 ngx_int_t
@@ -111,6 +123,7 @@ ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&sh->messages);
     ngx_queue_init(&sh->broadcast.messages);
     ngx_queue_init(&sh->broadcast.lru);
+    ngx_queue_init(&sh->leaving);
     sh->broadcast.id = NGX_HTTP_WEBHOOK_SSE_BROADCAST;
     ngx_http_webhook_sse_keys_init(sh);
 
@@ -753,7 +766,8 @@ ngx_http_webhook_sse_store_idle(ngx_http_webhook_sse_channel_t *channel)
 {
     ngx_uint_t  w;
 
-    if (channel->id == NGX_HTTP_WEBHOOK_SSE_BROADCAST) {
+    /* a session still present (its grace period runs) stays */
+    if (channel->id == NGX_HTTP_WEBHOOK_SSE_BROADCAST || channel->present) {
         return 0;
     }
 
@@ -913,6 +927,12 @@ ngx_http_webhook_sse_store_clear_slot(ngx_http_webhook_sse_zone_t *zone,
 
         if (ngx_http_webhook_sse_mask_test(channel->subscribers, s)) {
             ngx_http_webhook_sse_mask_clear(channel->subscribers, s);
+            ngx_http_webhook_sse_store_presence_forget(zone, channel, s);
+
+            /* its grace period starts now: the clients reconnect elsewhere */
+            (void) ngx_http_webhook_sse_store_vacate(zone, channel,
+                                                ngx_http_webhook_sse_now());
+
             ngx_http_webhook_sse_store_free_unused(zone, channel);
         }
     }
@@ -932,14 +952,20 @@ ngx_int_t
 ngx_http_webhook_sse_store_subscribe(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_replay_t *replay,
     ngx_http_webhook_sse_copies_t *copies,
-    ngx_http_webhook_sse_subscribed_t *subscribed)
+    ngx_http_webhook_sse_subscribed_t *subscribed,
+    ngx_http_webhook_sse_presence_change_t *change)
 {
-    ngx_int_t                        rc;
-    ngx_http_webhook_sse_slot_t     *slot;
-    ngx_http_webhook_sse_shctx_t    *sh;
-    ngx_http_webhook_sse_channel_t  *channel;
+    int64_t                           now;
+    ngx_int_t                         rc;
+    ngx_http_webhook_sse_slot_t      *slot;
+    ngx_http_webhook_sse_shctx_t     *sh;
+    ngx_http_webhook_sse_channel_t   *channel;
+    ngx_http_webhook_sse_presence_t  *presence;
 
     sh = zone->sh;
+
+    change->transition = NGX_HTTP_WEBHOOK_SSE_PRESENCE_NONE;
+    change->streams = 0;
 
     ngx_http_webhook_sse_store_lock(zone);
 
@@ -950,7 +976,10 @@ ngx_http_webhook_sse_store_subscribe(ngx_http_webhook_sse_zone_t *zone,
         return NGX_ERROR;
     }
 
-    ngx_http_webhook_sse_store_expire(zone, ngx_http_webhook_sse_now());
+    now = ngx_http_webhook_sse_now();
+    change->time = now;
+
+    ngx_http_webhook_sse_store_expire(zone, now);
 
     channel = ngx_http_webhook_sse_store_find(zone, &replay->session, 1);
 
@@ -977,6 +1006,48 @@ ngx_http_webhook_sse_store_subscribe(ngx_http_webhook_sse_zone_t *zone,
         ngx_http_webhook_sse_store_unlock(zone);
         return rc;
     }
+
+    if (channel != &sh->broadcast) {
+        presence = ngx_http_webhook_sse_store_presence_of(channel, zone->slot);
+
+        if (presence == NULL) {
+            presence = ngx_http_webhook_sse_store_alloc(zone,
+                                      sizeof(ngx_http_webhook_sse_presence_t),
+                                      channel);
+            if (presence == NULL) {
+                ngx_http_webhook_sse_store_free_unused(zone, channel);
+                ngx_http_webhook_sse_store_unlock(zone);
+                return NGX_DECLINED;
+            }
+
+            presence->slot = zone->slot;
+            presence->streams = 0;
+            presence->next = channel->presence;
+            channel->presence = presence;
+        }
+
+        if (presence->streams++ == 0) {
+            presence->since = now;
+        }
+
+        channel->grace = change->grace;
+
+        /* a stream back within the grace period: no leave, no join */
+
+        if (channel->in_grace) {
+            ngx_queue_remove(&channel->leaving);
+            channel->in_grace = 0;
+
+        } else if (!channel->present) {
+            channel->present = 1;
+            change->transition = NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED;
+        }
+
+        change->streams = ngx_http_webhook_sse_store_presence_total(channel,
+                                                                    NULL);
+    }
+
+    change->next_leave = ngx_http_webhook_sse_store_first_leave(sh);
 
     ngx_http_webhook_sse_mask_set(channel->subscribers, zone->slot);
     ngx_http_webhook_sse_mask_set(sh->broadcast.subscribers, zone->slot);
@@ -1161,10 +1232,16 @@ ngx_http_webhook_sse_store_copy(ngx_http_webhook_sse_copies_t *copies,
 
 void
 ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
-    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker)
+    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker,
+    ngx_http_webhook_sse_presence_change_t *change)
 {
-    ngx_http_webhook_sse_slot_t     *slot;
-    ngx_http_webhook_sse_channel_t  *channel;
+    ngx_http_webhook_sse_slot_t      *slot;
+    ngx_http_webhook_sse_channel_t   *channel;
+    ngx_http_webhook_sse_presence_t  *presence;
+
+    change->transition = NGX_HTTP_WEBHOOK_SSE_PRESENCE_NONE;
+    change->streams = 0;
+    change->next_leave = 0;
 
     if (zone->slot < 0) {
         return;
@@ -1181,15 +1258,33 @@ ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
 
     slot->streams--;
 
-    if (last_of_channel && session->len) {
-        channel = ngx_http_webhook_sse_store_find(zone, session, 0);
+    change->time = ngx_http_webhook_sse_now();
 
-        if (channel) {
+    channel = session->len
+              ? ngx_http_webhook_sse_store_find(zone, session, 0) : NULL;
+
+    if (channel) {
+        presence = ngx_http_webhook_sse_store_presence_of(channel, zone->slot);
+
+        if (presence && presence->streams) {
+            presence->streams--;
+            presence->since = change->since;
+        }
+
+        if (last_of_channel) {
             ngx_http_webhook_sse_store_forget_channel(zone, channel,
                                                       zone->slot);
-            ngx_http_webhook_sse_store_free_unused(zone, channel);
         }
+
+        change->streams = ngx_http_webhook_sse_store_presence_total(channel,
+                                                                    NULL);
+        change->transition = ngx_http_webhook_sse_store_vacate(zone, channel,
+                                                               change->time);
+
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
     }
+
+    change->next_leave = ngx_http_webhook_sse_store_first_leave(zone->sh);
 
     if (last_of_worker) {
         ngx_http_webhook_sse_store_forget_channel(zone, &zone->sh->broadcast,
@@ -1210,6 +1305,7 @@ ngx_http_webhook_sse_store_forget_channel(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_slot_t  *slot;
 
     ngx_http_webhook_sse_mask_clear(channel->subscribers, s);
+    ngx_http_webhook_sse_store_presence_forget(zone, channel, s);
 
     for (q = ngx_queue_head(&channel->messages);
          q != ngx_queue_sentinel(&channel->messages);
@@ -1404,6 +1500,245 @@ ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,
     }
 
     ngx_http_webhook_sse_store_unlock(zone);
+}
+
+
+static ngx_http_webhook_sse_presence_t *
+ngx_http_webhook_sse_store_presence_of(ngx_http_webhook_sse_channel_t *channel,
+    ngx_uint_t s)
+{
+    ngx_http_webhook_sse_presence_t  *presence;
+
+    for (presence = channel->presence; presence; presence = presence->next) {
+        if (presence->slot == s) {
+            return presence;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_webhook_sse_store_presence_forget(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel, ngx_uint_t s)
+{
+    ngx_http_webhook_sse_presence_t  **pp, *presence;
+
+    for (pp = &channel->presence; *pp; pp = &presence->next) {
+        presence = *pp;
+
+        if (presence->slot == s) {
+            *pp = presence->next;
+            ngx_slab_free_locked(zone->shpool, presence);
+            return;
+        }
+    }
+}
+
+
+/* the open streams of a session, all workers, and when the oldest opened */
+
+static ngx_uint_t
+ngx_http_webhook_sse_store_presence_total(
+    ngx_http_webhook_sse_channel_t *channel, int64_t *since)
+{
+    ngx_uint_t                        n;
+    ngx_http_webhook_sse_presence_t  *presence;
+
+    n = 0;
+
+    if (since) {
+        *since = 0;
+    }
+
+    for (presence = channel->presence; presence; presence = presence->next) {
+        if (presence->streams == 0) {
+            continue;
+        }
+
+        n += presence->streams;
+
+        if (since && (*since == 0 || presence->since < *since)) {
+            *since = presence->since;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * A present session whose last stream is gone: its grace period starts,
+ * in the zone's queue by the time it ends (without one, it ends at once:
+ * the close is announced by the timer like any other).
+ */
+
+static ngx_uint_t
+ngx_http_webhook_sse_store_vacate(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_channel_t *channel, int64_t now)
+{
+    ngx_queue_t                     *q;
+    ngx_http_webhook_sse_channel_t  *c;
+
+    if (!channel->present || channel->in_grace
+        || ngx_http_webhook_sse_store_presence_total(channel, NULL))
+    {
+        return NGX_HTTP_WEBHOOK_SSE_PRESENCE_NONE;
+    }
+
+    channel->leave_at = now + (int64_t) channel->grace;
+    channel->in_grace = 1;
+
+    for (q = ngx_queue_last(&zone->sh->leaving);
+         q != ngx_queue_sentinel(&zone->sh->leaving);
+         q = ngx_queue_prev(q))
+    {
+        c = ngx_queue_data(q, ngx_http_webhook_sse_channel_t, leaving);
+
+        if (c->leave_at <= channel->leave_at) {
+            break;
+        }
+    }
+
+    ngx_queue_insert_after(q, &channel->leaving);
+
+    return NGX_HTTP_WEBHOOK_SSE_PRESENCE_LEAVING;
+}
+
+
+static int64_t
+ngx_http_webhook_sse_store_first_leave(ngx_http_webhook_sse_shctx_t *sh)
+{
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    if (ngx_queue_empty(&sh->leaving)) {
+        return 0;
+    }
+
+    channel = ngx_queue_data(ngx_queue_head(&sh->leaving),
+                             ngx_http_webhook_sse_channel_t, leaving);
+
+    return channel->leave_at;
+}
+
+
+/* the presence of n sessions at once */
+
+void
+ngx_http_webhook_sse_store_presence(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *sessions, ngx_http_webhook_sse_presence_info_t *info,
+    ngx_uint_t n)
+{
+    ngx_uint_t                       i;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    for (i = 0; i < n; i++) {
+        info[i].streams = 0;
+        info[i].since = 0;
+
+        if (sessions[i].len == 0) {
+            continue;
+        }
+
+        channel = ngx_http_webhook_sse_store_find(zone, &sessions[i], 0);
+
+        if (channel) {
+            info[i].streams = ngx_http_webhook_sse_store_presence_total(
+                                                    channel, &info[i].since);
+        }
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+}
+
+
+/*
+ * Closes the sessions whose grace period is over, by any worker: their
+ * names are copied out as records (channel id, len, the session) into the
+ * buffer the caller allocated; "more" when it was too small for all, and
+ * "slots" the worker slots in use.  Returns when the next grace period
+ * ends, 0: none runs.
+ */
+
+int64_t
+ngx_http_webhook_sse_store_settle(ngx_http_webhook_sse_zone_t *zone,
+    u_char *buf, size_t size, size_t *used, ngx_uint_t *more,
+    ngx_uint_t *slots)
+{
+    size_t                           rsize;
+    int64_t                          now, next;
+    ngx_uint_t                       s;
+    ngx_queue_t                     *q;
+    ngx_http_webhook_sse_record_t   *rec;
+    ngx_http_webhook_sse_shctx_t    *sh;
+    ngx_http_webhook_sse_channel_t  *channel;
+
+    sh = zone->sh;
+    *used = 0;
+    *more = 0;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    now = ngx_http_webhook_sse_now();
+
+    while (!ngx_queue_empty(&sh->leaving)) {
+        q = ngx_queue_head(&sh->leaving);
+        channel = ngx_queue_data(q, ngx_http_webhook_sse_channel_t, leaving);
+
+        if (channel->leave_at > now) {
+            break;
+        }
+
+        rsize = ngx_http_webhook_sse_record_size(channel->len);
+
+        if (*used + rsize > size) {
+            *more = 1;
+            break;
+        }
+
+        rec = (ngx_http_webhook_sse_record_t *) (buf + *used);
+        rec->channel = channel->id;
+        rec->seq = 0;
+        rec->len = channel->len;
+        ngx_memcpy(&rec[1], channel->key, channel->len);
+        *used += rsize;
+
+        ngx_queue_remove(q);
+        channel->in_grace = 0;
+        channel->present = 0;
+
+        ngx_http_webhook_sse_store_free_unused(zone, channel);
+    }
+
+    next = ngx_http_webhook_sse_store_first_leave(sh);
+
+    *slots = 0;
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SSE_SLOTS; s++) {
+        if (sh->slots[s]) {
+            (*slots)++;
+        }
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return next;
+}
+
+
+int64_t
+ngx_http_webhook_sse_store_next_leave(ngx_http_webhook_sse_zone_t *zone)
+{
+    int64_t  next;
+
+    ngx_http_webhook_sse_store_lock(zone);
+    next = ngx_http_webhook_sse_store_first_leave(zone->sh);
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    return next;
 }
 
 

@@ -32,6 +32,7 @@
 
 typedef struct ngx_http_webhook_sse_channel_s  ngx_http_webhook_sse_channel_t;
 typedef struct ngx_http_webhook_sse_outbox_s  ngx_http_webhook_sse_outbox_t;
+typedef struct ngx_http_webhook_sse_presence_s  ngx_http_webhook_sse_presence_t;
 
 
 typedef struct {
@@ -47,6 +48,20 @@ typedef struct {
 } ngx_http_webhook_sse_msg_t;
 
 
+/*
+ * The streams one worker (slot) has open on a session channel, for
+ * presence: one per bit in the channel's subscribers, so that a worker's
+ * streams go with its slot, however it ended.
+ */
+struct ngx_http_webhook_sse_presence_s {
+    ngx_http_webhook_sse_presence_t  *next;
+    ngx_uint_t                        slot;
+    ngx_uint_t                        streams;
+    /* when the oldest of them opened, Unix milliseconds */
+    int64_t                           since;
+};
+
+
 struct ngx_http_webhook_sse_channel_s {
     ngx_rbtree_node_t                node;
     ngx_queue_t                      lru;
@@ -55,6 +70,17 @@ struct ngx_http_webhook_sse_channel_s {
     /* workers (slots) with streams on the channel */
     uint64_t                 subscribers[NGX_HTTP_WEBHOOK_SSE_MASK_WORDS];
     ngx_uint_t                       count;
+
+    /* presence: the workers' streams, and the session's join/leave state */
+    ngx_http_webhook_sse_presence_t *presence;
+    /* in the zone's "leaving" queue while its grace period runs */
+    ngx_queue_t                      leaving;
+    int64_t                          leave_at;
+    ngx_msec_t                       grace;
+    /* announced as opened, and not yet as closed */
+    unsigned                         present:1;
+    unsigned                         in_grace:1;
+
     size_t                           len;
     u_char                           key[1];
 };
@@ -99,6 +125,9 @@ typedef struct {
     ngx_rbtree_t                     keys;
     ngx_rbtree_node_t                keys_sentinel;
     ngx_queue_t                      keys_queue;
+
+    /* session channels without streams in their grace period, by time */
+    ngx_queue_t                      leaving;
 
     uint64_t                         epoch;
     uint64_t                         nonce;
@@ -193,6 +222,39 @@ typedef struct {
     uint64_t                         horizon;
 } ngx_http_webhook_sse_subscribed_t;
 
+/*
+ * What a stream's subscription or end did to its session's presence
+ * (ngx_http_webhook_sse_presence.c): "grace" and "since" in, the rest out.
+ */
+
+#define NGX_HTTP_WEBHOOK_SSE_PRESENCE_NONE     0
+#define NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED   1
+#define NGX_HTTP_WEBHOOK_SSE_PRESENCE_LEAVING  2
+#define NGX_HTTP_WEBHOOK_SSE_PRESENCE_CLOSED   3
+
+typedef struct {
+    /* the stream location's webhook_presence_grace */
+    ngx_msec_t                       grace;
+    /* on an end: when the worker's oldest stream left on the channel opened */
+    int64_t                          since;
+    /* when it happened: a subscription's time is the stream's open time */
+    int64_t                          time;
+    /* the session's open streams afterwards, all workers */
+    ngx_uint_t                       streams;
+    ngx_uint_t                       transition;
+    /* the earliest end of a grace period in the zone, 0: none */
+    int64_t                          next_leave;
+} ngx_http_webhook_sse_presence_change_t;
+
+
+/* a session's presence as the presence location answers it */
+typedef struct {
+    ngx_uint_t                       streams;
+    /* when its oldest open stream opened, 0: none open */
+    int64_t                          since;
+} ngx_http_webhook_sse_presence_info_t;
+
+
 #define ngx_http_webhook_sse_record_size(len)                                 \
     ngx_align(sizeof(ngx_http_webhook_sse_record_t) + (len), 8)
 
@@ -226,12 +288,24 @@ ngx_int_t ngx_http_webhook_sse_store_publish(ngx_http_webhook_sse_zone_t *zone,
 ngx_int_t ngx_http_webhook_sse_store_subscribe(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_replay_t *replay,
     ngx_http_webhook_sse_copies_t *copies,
-    ngx_http_webhook_sse_subscribed_t *subscribed);
+    ngx_http_webhook_sse_subscribed_t *subscribed,
+    ngx_http_webhook_sse_presence_change_t *change);
 ngx_int_t ngx_http_webhook_sse_store_replay(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_replay_t *replay,
     ngx_http_webhook_sse_copies_t *copies);
 void ngx_http_webhook_sse_store_unsubscribe(ngx_http_webhook_sse_zone_t *zone,
-    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker);
+    ngx_str_t *session, ngx_uint_t last_of_channel, ngx_uint_t last_of_worker,
+    ngx_http_webhook_sse_presence_change_t *change);
+
+/* presence (end of ngx_http_webhook_sse_store.c), lock taken inside */
+void ngx_http_webhook_sse_store_presence(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *sessions, ngx_http_webhook_sse_presence_info_t *info,
+    ngx_uint_t n);
+int64_t ngx_http_webhook_sse_store_settle(ngx_http_webhook_sse_zone_t *zone,
+    u_char *buf, size_t size, size_t *used, ngx_uint_t *more,
+    ngx_uint_t *slots);
+int64_t ngx_http_webhook_sse_store_next_leave(
+    ngx_http_webhook_sse_zone_t *zone);
 ngx_int_t ngx_http_webhook_sse_store_collect(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_copies_t *copies);
 void ngx_http_webhook_sse_store_unwake(ngx_http_webhook_sse_zone_t *zone,

@@ -17,6 +17,8 @@
 #include "ngx_http_webhook_sse_redis.h"
 
 
+static ngx_uint_t ngx_http_webhook_sse_transport(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error);
 static ngx_int_t ngx_http_webhook_sse_last_event_id(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_webhook_sse_send_headers(ngx_http_request_t *r);
@@ -32,6 +34,7 @@ static void ngx_http_webhook_sse_cleanup(void *data);
 
 static ngx_str_t  ngx_http_webhook_sse_last_event_id_header =
     ngx_string("Last-Event-ID");
+static ngx_str_t  ngx_http_webhook_sse_accept_header = ngx_string("Accept");
 
 static u_char  ngx_http_webhook_sse_heartbeat_text[] = ": heartbeat\n\n";
 static u_char  ngx_http_webhook_sse_retry_text[] = "retry: 1000\n\n";
@@ -43,7 +46,7 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
     ngx_str_t                         id;
-    ngx_uint_t                        status;
+    ngx_uint_t                        status, transport;
     const char                       *error;
     ngx_pool_cleanup_t               *cln;
     ngx_http_core_loc_conf_t         *clcf;
@@ -119,7 +122,40 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
         return ngx_http_webhook_sse_send_error(r, status, error);
     }
 
+    transport = ngx_http_webhook_sse_transport(r, wlcf, &error);
+
+    if (transport == 0) {
+        return ngx_http_webhook_sse_send_error(r, NGX_HTTP_BAD_REQUEST, error);
+    }
+
+    stream->transport = transport;
+
+    if (transport == NGX_HTTP_WEBHOOK_SSE_WEBSOCKET) {
+        rc = ngx_http_webhook_sse_websocket_init(stream, &error);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_webhook_sse_send_error(r, rc, error);
+        }
+
+    } else if (transport == NGX_HTTP_WEBHOOK_SSE_LONGPOLL) {
+        ngx_http_webhook_sse_longpoll_init(stream);
+    }
+
     if (ngx_exiting || ngx_quit || ngx_terminate) {
+
+        if (transport != NGX_HTTP_WEBHOOK_SSE_SSE) {
+            /* to come back at once: the new workers answer */
+            r->keepalive = 0;
+            return ngx_http_webhook_sse_send_error(r,
+                                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              "the server is restarting: "
+                                              "retry");
+        }
+
         return ngx_http_webhook_sse_send_retry(r);
     }
 
@@ -149,9 +185,12 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
      */
     replay.ahead = ngx_http_webhook_sse_redis_ahead(zone);
 
-    rc = ngx_http_webhook_sse_connected(stream, &ctx->session);
-    if (rc != NGX_OK) {
-        return rc;
+    /* a long-poll answers with messages only */
+    if (transport != NGX_HTTP_WEBHOOK_SSE_LONGPOLL) {
+        rc = ngx_http_webhook_sse_connected(stream, &ctx->session);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
     rc = ngx_http_webhook_sse_fanout_subscribe(stream, &ctx->session,
@@ -165,6 +204,14 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (transport == NGX_HTTP_WEBHOOK_SSE_WEBSOCKET) {
+        return ngx_http_webhook_sse_websocket_open(stream);
+    }
+
+    if (transport == NGX_HTTP_WEBHOOK_SSE_LONGPOLL) {
+        return ngx_http_webhook_sse_longpoll_open(stream);
     }
 
     rc = ngx_http_webhook_sse_send_headers(r);
@@ -195,6 +242,92 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/*
+ * SSE unless the request asks for another transport: a WebSocket upgrade,
+ * "?transport=", or an Accept that wants JSON and not an event stream (a
+ * plain GET, curl -N, stays SSE).  0: not one this location allows.
+ */
+
+static ngx_uint_t
+ngx_http_webhook_sse_transport(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, const char **error)
+{
+    ngx_str_t         value;
+    ngx_uint_t        transport;
+    ngx_table_elt_t  *h;
+
+    transport = NGX_HTTP_WEBHOOK_SSE_SSE;
+
+    if (ngx_http_arg(r, (u_char *) "transport", 9, &value) == NGX_OK) {
+
+        if (value.len == 3 && ngx_strncmp(value.data, "sse", 3) == 0) {
+            transport = NGX_HTTP_WEBHOOK_SSE_SSE;
+
+        } else if (value.len == 9
+                   && ngx_strncmp(value.data, "websocket", 9) == 0)
+        {
+            transport = NGX_HTTP_WEBHOOK_SSE_WEBSOCKET;
+
+        } else if (value.len == 8
+                   && ngx_strncmp(value.data, "longpoll", 8) == 0)
+        {
+            transport = NGX_HTTP_WEBHOOK_SSE_LONGPOLL;
+
+        } else {
+            *error = "unknown transport: use sse, websocket or longpoll";
+            return 0;
+        }
+
+    } else if (r->headers_in.upgrade
+               && ngx_strlcasestrn(r->headers_in.upgrade->value.data,
+                                   r->headers_in.upgrade->value.data
+                                   + r->headers_in.upgrade->value.len,
+                                   (u_char *) "websocket", 9 - 1)
+                  != NULL)
+    {
+        transport = NGX_HTTP_WEBHOOK_SSE_WEBSOCKET;
+
+    } else {
+        h = ngx_http_webhook_sse_find_header(r,
+                                        &ngx_http_webhook_sse_accept_header);
+
+        if (h
+            && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                                (u_char *) "application/json", 16 - 1)
+               != NULL
+            && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                                (u_char *) "text/event-stream", 17 - 1)
+               == NULL)
+        {
+            transport = NGX_HTTP_WEBHOOK_SSE_LONGPOLL;
+        }
+    }
+
+    if (wlcf->transports & transport) {
+        return transport;
+    }
+
+    switch (transport) {
+
+    case NGX_HTTP_WEBHOOK_SSE_WEBSOCKET:
+        *error = "WebSocket is not enabled on this location "
+                 "(webhook_stream_transports)";
+        break;
+
+    case NGX_HTTP_WEBHOOK_SSE_LONGPOLL:
+        *error = "long-polling is not enabled on this location "
+                 "(webhook_stream_transports)";
+        break;
+
+    default:
+        *error = "SSE is not enabled on this location "
+                 "(webhook_stream_transports)";
+    }
+
+    return 0;
 }
 
 
@@ -502,6 +635,16 @@ ngx_http_webhook_sse_stream_end_all(void *data)
 
         if (stream->heartbeat.timer_set) {
             ngx_del_timer(&stream->heartbeat);
+        }
+
+        if (stream->transport == NGX_HTTP_WEBHOOK_SSE_WEBSOCKET) {
+            ngx_http_webhook_sse_websocket_end(stream);
+            continue;
+        }
+
+        if (stream->transport == NGX_HTTP_WEBHOOK_SSE_LONGPOLL) {
+            ngx_http_webhook_sse_longpoll_end(stream);
+            continue;
         }
 
         if (ngx_http_webhook_sse_output_append_text(stream,

@@ -3,9 +3,14 @@
  * nginx-webhook-sse: SSE streams and a worker's state for them.
  *
  *   stream.c   the stream request: checks, opening, heartbeats, the end
+ *   websocket.c, longpoll.c
+ *              the other transports of a stream location: a WebSocket
+ *              (RFC 6455, libwslay), a long-poll request
  *   detach.c   a stream that has dropped its request: the connection alone
  *   fanout.c   the worker's channels and streams: subscription, replay in
  *              parts, delivery of what the doorbell announced
+ *   presence.c what a stream's start and end do to its session's presence:
+ *              join/leave events, grace periods
  *   output.c   events shared by streams and each stream's unsent output
  *
  * Calls go down that list only.  Everything here is process-local.
@@ -27,6 +32,10 @@ typedef struct ngx_http_webhook_sse_stream_s  ngx_http_webhook_sse_stream_t;
 
 typedef void (*ngx_http_webhook_sse_close_pt)(
     ngx_http_webhook_sse_stream_t *stream, ngx_int_t rc);
+
+/* a transport's writer of the busy output, in place of the connection's */
+typedef ngx_int_t (*ngx_http_webhook_sse_send_pt)(
+    ngx_http_webhook_sse_stream_t *stream);
 
 
 /*
@@ -105,6 +114,9 @@ typedef struct {
     /* looks at the notices now and then: a lost doorbell stalls nothing */
     ngx_event_t                        check;
 
+    /* ends the grace periods of sessions without streams (presence.c) */
+    ngx_event_t                        presence;
+
     ngx_http_webhook_sse_close_pt      close;
     ngx_log_t                         *log;
 } ngx_http_webhook_sse_worker_t;
@@ -121,6 +133,14 @@ struct ngx_http_webhook_sse_stream_s {
     ngx_http_webhook_sse_worker_t     *worker;
     ngx_msec_t                         send_timeout;
 
+    /*
+     * NGX_HTTP_WEBHOOK_SSE_SSE, _WEBSOCKET or _LONGPOLL; the last two
+     * write the busy output themselves, with their own state
+     */
+    ngx_uint_t                         transport;
+    ngx_http_webhook_sse_send_pt       send;
+    void                              *transport_data;
+
     /* NULL: the stream has no session and gets broadcasts only */
     ngx_http_webhook_sse_lchannel_t   *channel;
     ngx_queue_t                        channel_link;
@@ -129,6 +149,8 @@ struct ngx_http_webhook_sse_stream_s {
 
     /* the newest message the stream was given */
     uint64_t                           cursor;
+    /* when it was subscribed, Unix milliseconds (presence) */
+    int64_t                            opened;
     ngx_event_t                        heartbeat;
 
     /* appended, not yet handed to the output filters */
@@ -164,6 +186,19 @@ void ngx_http_webhook_sse_stream_close(ngx_http_webhook_sse_stream_t *stream,
     ngx_int_t rc);
 void ngx_http_webhook_sse_stream_end_all(void *data);
 
+/* ngx_http_webhook_sse_websocket.c */
+ngx_int_t ngx_http_webhook_sse_websocket_init(
+    ngx_http_webhook_sse_stream_t *stream, const char **error);
+ngx_int_t ngx_http_webhook_sse_websocket_open(
+    ngx_http_webhook_sse_stream_t *stream);
+void ngx_http_webhook_sse_websocket_end(ngx_http_webhook_sse_stream_t *stream);
+
+/* ngx_http_webhook_sse_longpoll.c */
+void ngx_http_webhook_sse_longpoll_init(ngx_http_webhook_sse_stream_t *stream);
+ngx_int_t ngx_http_webhook_sse_longpoll_open(
+    ngx_http_webhook_sse_stream_t *stream);
+void ngx_http_webhook_sse_longpoll_end(ngx_http_webhook_sse_stream_t *stream);
+
 /* ngx_http_webhook_sse_detach.c */
 ngx_int_t ngx_http_webhook_sse_detach(ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_detached_close(
@@ -183,6 +218,13 @@ ngx_int_t ngx_http_webhook_sse_fanout_catch_up(
 void ngx_http_webhook_sse_fanout_deliver(void *data);
 void ngx_http_webhook_sse_fanout_release(
     ngx_http_webhook_sse_stream_t *stream);
+
+/* ngx_http_webhook_sse_presence.c */
+void ngx_http_webhook_sse_presence_init(ngx_http_webhook_sse_worker_t *worker);
+void ngx_http_webhook_sse_presence_changed(
+    ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
+    ngx_http_webhook_sse_presence_change_t *change);
 
 /* ngx_http_webhook_sse_output.c */
 ngx_http_webhook_sse_event_t *ngx_http_webhook_sse_event_get(
@@ -208,6 +250,8 @@ ngx_http_webhook_sse_event_t *ngx_http_webhook_sse_output_held(
 void ngx_http_webhook_sse_output_unhold(
     ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_output_free(ngx_http_webhook_sse_stream_t *stream);
+ngx_int_t ngx_http_webhook_sse_output_data(ngx_http_webhook_sse_out_t *out,
+    ngx_str_t *data);
 
 
 #endif /* _NGX_HTTP_WEBHOOK_SSE_STREAM_H_INCLUDED_ */

@@ -18,6 +18,7 @@ my $src = File::Spec->catfile($root, 'src');
 my @sources = (
     File::Spec->catfile($root, 't', 'unit', 'json_test.c'),
     File::Spec->catfile($src, 'ngx_http_webhook_sse_json.c'),
+    File::Spec->catfile($src, 'ngx_http_webhook_sse_json_list.c'),
 );
 
 my $cc = $ENV{CC} || 'cc';

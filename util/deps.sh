@@ -2,7 +2,7 @@
 # Install the Debian packages the build and the tests need, when missing.
 set -euo pipefail
 
-pkgs="nginx nginx-dev libyajl-dev libhiredis-dev libcurl4-openssl-dev redis-server pkg-config perl curl openssl ${WEBHOOK_SSE_EXTRA_PKGS:-}"
+pkgs="nginx nginx-dev libyajl-dev libhiredis-dev libcurl4-openssl-dev libwslay-dev redis-server pkg-config perl curl openssl ${WEBHOOK_SSE_EXTRA_PKGS:-}"
 missing=""
 
 for p in $pkgs; do

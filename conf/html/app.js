@@ -1,7 +1,10 @@
 /*
- * nginx-webhook-sse demo chat window: one EventSource per tab, webhook
+ * nginx-webhook-sse demo chat window: one EventSource per tab (or a
+ * WebSocket, or long-polling, with ?transport=websocket|longpoll), webhook
  * messages as chat bubbles (plain text and the rich content types of
- * common chat widgets), and a form that publishes a test webhook.
+ * common chat widgets), a form that publishes a test webhook, and how
+ * many windows have the session open (the presence location, polled with
+ * the form's secret; hidden where the server has none).
  * All message data is rendered with textContent and DOM properties, never
  * as HTML; links and images are followed only for http(s) addresses.
  */
@@ -12,7 +15,14 @@
 
     var KEY = 'webhook-sse-demo-session';
 
+    /* ?session=ID joins a session another window has open */
+    var asked = new URLSearchParams(location.search).get('session');
     var sessionId = sessionStorage.getItem(KEY);
+
+    if (asked && /^[0-9A-Za-z_-]{1,64}$/.test(asked)) {
+        sessionId = asked;
+        sessionStorage.setItem(KEY, sessionId);
+    }
 
     if (!sessionId) {
         sessionId = newSessionId();
@@ -26,6 +36,12 @@
     var form = document.getElementById('publish');
 
     document.getElementById('session').textContent = sessionId;
+    document.getElementById('share').href =
+        '?session=' + encodeURIComponent(sessionId);
+
+    var presence = document.getElementById('presence');
+    var presenceTimer = null;
+    var PRESENCE_EVERY = 2000;
 
     var seen = new Set();
     /* ids of the messages this page posted: shown as its own */
@@ -55,26 +71,71 @@
     }
 
     /*
-     * The browser reconnects by itself when a stream ends or breaks
-     * (readyState CONNECTING), waiting the server's "retry" time, and sends
-     * Last-Event-ID: the server replays what was published meanwhile.  It
-     * gives up for good on a non-200 answer (readyState CLOSED); then we
-     * open a new stream and pass the last id we saw in the lastEventId
-     * query argument, so nothing retained is missed either.  Every message
-     * id is rendered once, whatever a replay repeats.
+     * One event of the stream, whatever carried it: the JSON of an SSE
+     * "data:" line, a WebSocket text frame, an element of a long-poll
+     * answer.  Every message id is rendered once, whatever a replay
+     * repeats.
      */
 
-    function connect() {
+    function handle(data) {
+        if (data === null || typeof data !== 'object') {
+            return;
+        }
+
+        if (data.type === 'connected') {
+            setState('connected');
+            updatePresence();
+            return;
+        }
+
+        if (data.type === 'session_opened'
+            || data.type === 'session_closed')
+        {
+            updatePresence();
+            return;
+        }
+
+        if (data.type !== 'webhook_message') {
+            return;
+        }
+
+        if (typeof data.messageId === 'string') {
+            lastEventId = data.messageId;
+        }
+
+        if (seen.has(data.messageId)) {
+            return;
+        }
+
+        seen.add(data.messageId);
+
+        render(data);
+    }
+
+    function streamUrl(extra) {
         var url = '/api/webhook/stream?sessionId='
-                  + encodeURIComponent(sessionId);
+                  + encodeURIComponent(sessionId) + (extra || '');
 
         if (lastEventId) {
             url += '&lastEventId=' + encodeURIComponent(lastEventId);
         }
 
+        return url;
+    }
+
+    /*
+     * SSE.  The browser reconnects by itself when a stream ends or breaks
+     * (readyState CONNECTING), waiting the server's "retry" time, and sends
+     * Last-Event-ID: the server replays what was published meanwhile.  It
+     * gives up for good on a non-200 answer (readyState CLOSED); then we
+     * open a new stream and pass the last id we saw in the lastEventId
+     * query argument, so nothing retained is missed either.
+     */
+
+    function connect() {
         setState('connecting');
 
-        source = new EventSource(url);
+        source = new EventSource(streamUrl());
 
         source.onerror = function () {
             if (source.readyState === EventSource.CLOSED) {
@@ -89,39 +150,122 @@
         };
 
         source.onmessage = function (e) {
-            var data;
-
             try {
-                data = JSON.parse(e.data);
+                handle(JSON.parse(e.data));
             } catch (err) {
                 return;
             }
-
-            if (data === null || typeof data !== 'object') {
-                return;
-            }
-
-            if (data.type === 'connected') {
-                setState('connected');
-                return;
-            }
-
-            if (data.type !== 'webhook_message') {
-                return;
-            }
-
-            if (e.lastEventId) {
-                lastEventId = e.lastEventId;
-            }
-
-            if (seen.has(data.messageId)) {
-                return;
-            }
-
-            seen.add(data.messageId);
-
-            render(data);
         };
+    }
+
+    /*
+     * WebSocket (?transport=websocket in the page's address): one text
+     * frame per event; the browser answers pings itself.  After a close
+     * (1012 on a server reload, 1006 when the connection breaks) we open
+     * it again with the last message id in lastEventId.
+     */
+
+    function connectWebSocket() {
+        var ws;
+
+        setState('connecting');
+
+        ws = new WebSocket((location.protocol === 'https:' ? 'wss://'
+                                                           : 'ws://')
+                           + location.host + streamUrl());
+        source = ws;
+
+        ws.onmessage = function (e) {
+            try {
+                handle(JSON.parse(e.data));
+            } catch (err) {
+                return;
+            }
+        };
+
+        ws.onclose = function () {
+            setState('reconnecting');
+            clearTimeout(retryTimer);
+            retryTimer = setTimeout(connectWebSocket, 1000);
+        };
+    }
+
+    /*
+     * Long-polling (?transport=longpoll): each answer is a JSON array of
+     * the events after lastEventId, at once or when one arrives ([] after
+     * webhook_longpoll_timeout); then the next poll.
+     */
+
+    function longPoll() {
+        /* a poll waiting is a connected page */
+        setState('connected');
+
+        fetch(streamUrl('&transport=longpoll'), {
+            headers: { 'Accept': 'application/json' },
+            cache: 'no-store'
+        }).then(function (res) {
+            if (!res.ok) {
+                throw new Error(res.status);
+            }
+
+            return res.json();
+        }).then(function (list) {
+            if (Array.isArray(list)) {
+                list.forEach(handle);
+            }
+
+            longPoll();
+        }).catch(function () {
+            setState('reconnecting');
+            clearTimeout(retryTimer);
+            retryTimer = setTimeout(longPoll, 1000);
+        });
+    }
+
+
+    /*
+     * "seen by N windows": the streams the session has open on the server
+     * (all workers), asked of the presence location, which is private like
+     * publishing: the form's secret goes with it.  Without the location
+     * (404) the line stays hidden for good; a wrong secret hides it until
+     * the secret is right.
+     */
+
+    function updatePresence() {
+        var headers = {};
+
+        clearTimeout(presenceTimer);
+
+        if (form.elements.secret.value) {
+            headers['X-Webhook-Secret'] = form.elements.secret.value;
+        }
+
+        fetch('/api/webhook/presence?sessionId='
+              + encodeURIComponent(sessionId), { headers: headers })
+        .then(function (res) {
+            if (res.status === 404) {
+                presence.hidden = true;
+                return null;
+            }
+
+            presenceTimer = setTimeout(updatePresence, PRESENCE_EVERY);
+
+            return res.ok ? res.json() : null;
+        }).then(function (json) {
+            if (json === null || typeof json.streams !== 'number') {
+                presence.hidden = true;
+                return;
+            }
+
+            document.getElementById('windows').textContent = json.streams;
+            document.getElementById('windows-word').textContent =
+                json.streams === 1 ? 'window' : 'windows';
+            presence.dataset.streams = json.streams;
+            presence.hidden = false;
+        }).catch(function () {
+            presence.hidden = true;
+            presenceTimer = setTimeout(updatePresence, PRESENCE_EVERY);
+        });
     }
 
 
@@ -614,6 +758,17 @@
         });
     });
 
-    connect();
+    /* SSE unless the page's address asks for another transport */
+
+    switch (new URLSearchParams(location.search).get('transport')) {
+    case 'websocket':
+        connectWebSocket();
+        break;
+    case 'longpoll':
+        longPoll();
+        break;
+    default:
+        connect();
+    }
 
 })();

@@ -5,7 +5,9 @@
  * Debian Chromium, driven by playwright-core, against a private nginx
  * with the module: it connects, renders webhook and rich messages, keeps
  * sessions apart, and resumes after the server drops its stream (reload,
- * kill -9) with every message exactly once.  Screenshots, light and dark,
+ * kill -9) with every message exactly once, over SSE, WebSocket and
+ * long-polling, and shows how many windows have its session open
+ * (presence).  Screenshots, light and dark,
  * go to build/browser/ (BROWSER_SHOTS_DIR).
  *
  * Run: make test-browser (or: cd t/browser && npm ci && npm test).
@@ -83,14 +85,35 @@ function tag() {
 }
 
 
+/*
+ * Right after a reload fetch may pick a kept-alive connection the old
+ * worker is closing ("fetch failed", the request never read): it is sent
+ * again, under the same Idempotency-Key, so a message that did arrive
+ * is not published twice.
+ */
+
 async function publish(body) {
-    const res = await fetch(server.url('/api/webhook'), {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json',
-                   'X-Webhook-Secret': SECRET },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(WAIT),
-    });
+    const key = crypto.randomUUID();
+    let res;
+
+    for (let attempt = 1; ; attempt++) {
+        try {
+            res = await fetch(server.url('/api/webhook'), {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/json',
+                           'X-Webhook-Secret': SECRET,
+                           'Idempotency-Key': key },
+                body: JSON.stringify(body),
+                signal: AbortSignal.timeout(WAIT),
+            });
+            break;
+        } catch (e) {
+            if (attempt === 3 || e.name !== 'TypeError') {
+                throw e;
+            }
+        }
+    }
+
     const json = await res.json();
 
     assert.equal(res.status, 200, `publish: ${JSON.stringify(json)}`);
@@ -115,8 +138,11 @@ async function openPage(opt = {}) {
 
     await context.addInitScript(() => {
         const Native = window.EventSource;
+        const NativeWebSocket = window.WebSocket;
+        const nativeFetch = window.fetch;
 
         window.__raw = [];
+        window.__closes = [];
         window.EventSource = class extends Native {
             constructor(...args) {
                 super(...args);
@@ -124,6 +150,32 @@ async function openPage(opt = {}) {
                     window.__raw.push({ id: e.lastEventId, data: e.data });
                 });
             }
+        };
+
+        /* WebSocket frames and long-poll answers carry the id inside */
+
+        window.WebSocket = class extends NativeWebSocket {
+            constructor(...args) {
+                super(...args);
+                this.addEventListener('message', (e) => {
+                    const d = JSON.parse(e.data);
+                    window.__raw.push({ id: d.messageId || '', data: e.data });
+                });
+                this.addEventListener('close', (e) => {
+                    window.__closes.push(e.code);
+                });
+            }
+        };
+
+        window.fetch = async (...args) => {
+            const res = await nativeFetch(...args);
+            if (String(args[0]).includes('transport=longpoll') && res.ok) {
+                for (const d of await res.clone().json()) {
+                    window.__raw.push({ id: d.messageId,
+                                        data: JSON.stringify(d) });
+                }
+            }
+            return res;
         };
     });
 
@@ -133,7 +185,8 @@ async function openPage(opt = {}) {
     page.on('pageerror', (e) => errors.push(String(e)));
     page.errors = errors;
 
-    await page.goto(server.url('/'), { timeout: WAIT });
+    await page.goto(server.url(opt.path || '/' + (opt.query || '')),
+                    { timeout: WAIT });
     await page.locator('#state[data-state="connected"]')
               .waitFor({ timeout: WAIT });
 
@@ -610,8 +663,8 @@ step('a targeted message appears only in its own window of two',
  * every message once, in order, with no event sent twice on the wire.
  */
 
-async function dropAndResume(drop) {
-    const page = await openPage();
+async function dropAndResume(drop, opt = {}) {
+    const page = await openPage({ query: opt.query });
     const s = page.sessionId;
     const t = tag();
 
@@ -621,21 +674,26 @@ async function dropAndResume(drop) {
     await watchStates(page);
     await drop();
 
-    await page.locator('#state[data-state="reconnecting"]')
-              .waitFor({ timeout: WAIT });
+    /* a long-poll is answered and polls again: it never looks away */
+    if (!opt.longpoll) {
+        await page.locator('#state[data-state="reconnecting"]')
+                  .waitFor({ timeout: WAIT });
+    }
 
     const away = [];
     away.push(await publish({ message: `away-1 ${t}`, sessionId: s }));
     away.push(await publish({ message: `away-2 ${t}` }));
     away.push(await publish({ message: `away-3 ${t}`, sessionId: s }));
 
-    const states = await page.evaluate(() => window.__states);
-    assert.ok(!states.includes('connected'),
-              'published while the page was disconnected'
-              + ` (states: ${states.join(', ')})`);
+    if (!opt.longpoll) {
+        const states = await page.evaluate(() => window.__states);
+        assert.ok(!states.includes('connected'),
+                  'published while the page was disconnected'
+                  + ` (states: ${states.join(', ')})`);
 
-    await page.locator('#state[data-state="connected"]')
-              .waitFor({ timeout: WAIT });
+        await page.locator('#state[data-state="connected"]')
+                  .waitFor({ timeout: WAIT });
+    }
 
     const last = await publish({ message: `after ${t}`, sessionId: s });
     await bubble(page, `after ${t}`).waitFor({ timeout: WAIT });
@@ -655,11 +713,68 @@ async function dropAndResume(drop) {
 
     const streams = await page.evaluate(() => window.__raw.filter(
         (e) => JSON.parse(e.data).type === 'connected').length);
-    assert.equal(streams, 2, 'one reconnect: two streams opened');
+    assert.equal(streams, opt.longpoll ? 0 : 2,
+                 'one reconnect: two streams opened');
+
+    if (opt.closes) {
+        const closes = await page.evaluate(() => window.__closes);
+        assert.deepEqual(closes, opt.closes, 'the WebSocket close codes');
+    }
 
     assert.deepEqual(page.errors, [], 'no script errors');
     await page.context().close();
 }
+
+
+step('the page shows how many windows have its session open, on every '
+     + 'window, as they open and close', async () => {
+    const a = await openPage();
+    const seen = (page, n) => page.locator(`#presence[data-streams="${n}"]`)
+                                  .waitFor({ timeout: WAIT });
+
+    await seen(a, 1);
+    assert.equal((await a.locator('#presence').innerText()).trim(),
+                 'seen by 1 window');
+
+    const join = await a.locator('#share').getAttribute('href');
+    assert.equal(join, `?session=${encodeURIComponent(a.sessionId)}`,
+                 'the page links to its session');
+
+    /* other windows (own contexts: own sessionStorage) join by the link */
+    const b = await openPage({ path: `/${join}` });
+    const c = await openPage({ path: `/${join}` });
+    assert.equal(b.sessionId, a.sessionId, 'the link joins the session');
+
+    for (const page of [a, b, c]) {
+        await seen(page, 3);
+    }
+    assert.equal((await a.locator('#presence').innerText()).trim(),
+                 'seen by 3 windows');
+
+    const res = await fetch(server.url('/api/webhook/presence?sessionId='
+                                       + encodeURIComponent(a.sessionId)),
+                            { headers: { 'X-Webhook-Secret': SECRET },
+                              signal: AbortSignal.timeout(WAIT) });
+    const json = await res.json();
+    assert.equal(json.streams, 3, 'the server counts 3 streams');
+    assert.ok(json.since <= Date.now(), 'since the first window opened');
+
+    await c.context().close();
+    await seen(a, 2);
+    await seen(b, 2);
+
+    await b.context().close();
+    await seen(a, 1);
+
+    /* presence is private: a wrong secret hides the line */
+    await a.locator('#secret').fill('wrong');
+    await a.locator('#presence').waitFor({ state: 'hidden', timeout: WAIT });
+    await a.locator('#secret').fill(SECRET);
+    await seen(a, 1);
+
+    assert.deepEqual(a.errors, [], 'no script errors');
+    await a.context().close();
+});
 
 
 step('nginx -s reload drops the stream; the page resumes, no duplicate, '
@@ -671,6 +786,27 @@ step('nginx -s reload drops the stream; the page resumes, no duplicate, '
 step('kill -9 of the workers drops the stream; the page resumes, no '
      + 'duplicate, nothing missing', async () => {
     await dropAndResume(() => server.killWorkers());
+});
+
+
+step('WebSocket (?transport=websocket): nginx -s reload closes with 1012; '
+     + 'the page resumes, no duplicate, nothing missing', async () => {
+    await dropAndResume(() => server.reload(),
+                        { query: '?transport=websocket', closes: [1012] });
+});
+
+
+step('WebSocket: kill -9 of the workers drops it (1006); the page resumes, '
+     + 'no duplicate, nothing missing', async () => {
+    await dropAndResume(() => server.killWorkers(),
+                        { query: '?transport=websocket', closes: [1006] });
+});
+
+
+step('long-polling (?transport=longpoll): across nginx -s reload, every '
+     + 'message once, in order', async () => {
+    await dropAndResume(() => server.reload(),
+                        { query: '?transport=longpoll', longpoll: true });
 });
 
 

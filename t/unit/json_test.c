@@ -1,6 +1,7 @@
 
 /*
- * Unit tests of src/ngx_http_webhook_sse_json.c, printing TAP.
+ * Unit tests of src/ngx_http_webhook_sse_json.c (and json_list.c),
+ * printing TAP.
  *
  * Built and run by t/00-json-unit.t; by hand:
  *   cc -Wall -Wextra -Isrc t/unit/json_test.c src/ngx_http_webhook_sse_json.c
@@ -2290,6 +2291,114 @@ test_regress(void)
 }
 
 
+/* ngx_http_webhook_sse_json_list(): the sessions of a presence POST */
+
+typedef struct {
+    char    seen[4][300];
+    int     n;
+    int     fail_at;
+} list_collect_t;
+
+
+static int
+list_item(void *data, const unsigned char *s, size_t len)
+{
+    list_collect_t  *c = data;
+
+    if (c->n == c->fail_at) {
+        return -1;
+    }
+
+    if (c->n < 4 && len < sizeof(c->seen[0])) {
+        memcpy(c->seen[c->n], s, len);
+        c->seen[c->n][len] = '\0';
+    }
+
+    c->n++;
+
+    return 0;
+}
+
+
+static int
+list_run(const char *body, size_t max, list_collect_t *c, char *error)
+{
+    memset(c, 0, sizeof(list_collect_t));
+    c->fail_at = -1;
+
+    return ngx_http_webhook_sse_json_list((const unsigned char *) body,
+                                          strlen(body), "sessionIds", max,
+                                          list_item, c, error);
+}
+
+
+static void
+test_list(void)
+{
+    int              rc;
+    char             error[NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN];
+    list_collect_t   c;
+    static const unsigned char  nul[] = "{\"sessionIds\":[\"a\"]}\0 ";
+
+    rc = list_run("{\"sessionIds\":[\"a\",\"b\\u00e9\",\"a\"],\"x\":1}", 3,
+                  &c, error);
+    check(rc == OK && c.n == 3 && strcmp(c.seen[0], "a") == 0
+          && strcmp(c.seen[1], "b\xc3\xa9") == 0
+          && strcmp(c.seen[2], "a") == 0,
+          "list: the strings of the array, unescaped, in order");
+
+    rc = list_run("{\"sessionIds\":[]}", 3, &c, error);
+    check(rc == OK && c.n == 0, "list: an empty array");
+
+    rc = list_run("{\"sessionIds\":[\"a\",\"b\",\"c\",\"d\"]}", 3, &c, error);
+    check(rc == INVALID && c.n == 0 && strstr(error, "at most 3") != NULL,
+          "list: more than max is refused, nothing handed out");
+
+    rc = list_run("{\"sessionIds\":[\"a\",1]}", 3, &c, error);
+    check(rc == INVALID && c.n == 0 && strstr(error, "[1]") != NULL,
+          "list: a number names which item");
+
+    rc = list_run("{\"sessionIds\":[\"a\",\"\"]}", 3, &c, error);
+    check(rc == INVALID && c.n == 0, "list: an empty session is refused");
+
+    rc = list_run("{\"sessionIds\":[\"a\\nb\"]}", 3, &c, error);
+    check(rc == INVALID, "list: a control character is refused");
+
+    rc = list_run("{\"sessionIds\":[\"a\\u0000b\"]}", 3, &c, error);
+    check(rc == INVALID && c.n == 0,
+          "list: an escaped NUL is refused, not cut off");
+
+    rc = list_run("{\"sessionIds\":\"a\"}", 3, &c, error);
+    check(rc == INVALID && strstr(error, "array") != NULL,
+          "list: not an array");
+
+    rc = list_run("{\"ids\":[\"a\"]}", 3, &c, error);
+    check(rc == INVALID, "list: the key missing");
+
+    rc = list_run("[\"a\"]", 3, &c, error);
+    check(rc == INVALID && strstr(error, "object") != NULL,
+          "list: not an object");
+
+    rc = list_run("{\"sessionIds\":[\"a\"", 3, &c, error);
+    check(rc == INVALID && strcmp(error, "invalid JSON") == 0,
+          "list: truncated JSON");
+
+    memset(&c, 0, sizeof(list_collect_t));
+    c.fail_at = -1;
+    rc = ngx_http_webhook_sse_json_list(nul, sizeof(nul) - 1, "sessionIds", 3,
+                                        list_item, &c, error);
+    check(rc == INVALID && c.n == 0, "list: a NUL byte in the body");
+
+    memset(&c, 0, sizeof(list_collect_t));
+    c.fail_at = 1;
+    rc = ngx_http_webhook_sse_json_list(
+             (const unsigned char *) "{\"sessionIds\":[\"a\",\"b\"]}",
+             sizeof("{\"sessionIds\":[\"a\",\"b\"]}") - 1, "sessionIds", 3,
+             list_item, &c, error);
+    check(rc == NOMEM, "list: a failing item callback is out of memory");
+}
+
+
 int
 main(void)
 {
@@ -2312,6 +2421,7 @@ main(void)
     test_oom();
     test_session_valid();
     test_escape();
+    test_list();
     test_regress();
     test_oom_summary();
 

@@ -10,7 +10,14 @@
  * Works against nginx-webhook-sse (POST /api/webhook, GET
  * /api/webhook/stream?sessionId=..) and nchan (POST /pub?id=..,
  * GET /sub?id=.. with nchan_subscriber eventsource): the stream parser only
- * looks for "seq": and "ts": numbers in each event's data.
+ * looks for "seq": and "ts": numbers in each event's data.  --websocket
+ * opens the streams as WebSockets instead (ours on the same URL, nchan's
+ * nchan_subscriber websocket) and reads one event per text frame.
+ *
+ * The WebSocket frame reader is written here rather than taken from a
+ * library, as the HTTP and SSE readers are: a load generator must cost
+ * little per event and allocate nothing, and it only has to read the
+ * unmasked frames a server sends (RFC 6455, 5.2) and answer pings.
  *
  * Processes: the parent orchestrates phases through a shared memory page;
  * P stream workers each own S/P streams; one publisher process.  Children
@@ -188,6 +195,11 @@ typedef struct {
     uint8_t   resuming;
     uint16_t  llen;
     uint16_t  sent;
+    /* WebSocket: the frame header so far, then what is left of the frame */
+    uint8_t   ws_hlen;
+    uint8_t   ws_op;
+    uint8_t   ws_hdr[14];
+    uint64_t  ws_left;
     int64_t   last_seq;
     int64_t   pend_seq;
     int64_t   pend_ts;
@@ -248,6 +260,7 @@ static const char  *opt_label = "";
 static const char  *opt_headers[MAX_HEADERS];
 static int          opt_nheaders;
 static int          opt_quiet;
+static int          opt_websocket;
 
 /* stream i goes to stream_url[i % opt_nstream_urls] (several hosts) */
 static url_t        stream_url[MAX_STREAM_URLS];
@@ -636,7 +649,12 @@ http_parse_head(http_t *h)
         p = eol + 1;
     }
 
-    if (h->chunked) {
+    /* after a 101 the connection is another protocol's (nchan says
+     * Content-Length: 0 there) */
+    if (h->status == 101) {
+        h->state = HS_BODY_EOF;
+
+    } else if (h->chunked) {
         h->state = HS_CHUNK_SIZE;
         h->left = 0;
 
@@ -1003,6 +1021,143 @@ sse_body(void *data, const char *p, size_t n)
 }
 
 
+/*
+ * WebSocket: server frames are not masked; a text frame's payload goes
+ * through the SSE line scanner's buffer as one "data:" line, a ping gets
+ * its pong (masked, with a zero key: the mask hides nothing from anyone on
+ * loopback), a close frame ends the stream.
+ */
+
+static void stream_close(stream_t *s, int state);
+
+
+static void
+ws_frame_done(stream_t *s)
+{
+    uint8_t  pong[6 + 125];
+    size_t   n;
+
+    switch (s->ws_op) {
+
+    case 0x1:
+        s->pend_seq = scan_number(s->line, s->llen, "\"seq\":", 6);
+        s->pend_ts = scan_number(s->line, s->llen, "\"ts\":", 5);
+        s->have_data = 1;
+        sse_dispatch(s);
+        break;
+
+    case 0x8:
+        if (s->state == ST_LIVE) {
+            rep.closed_eof++;
+        }
+        stream_close(s, ST_CLOSED);
+        break;
+
+    case 0x9:
+        rep.heartbeats++;
+        n = s->llen > 125 ? 125 : s->llen;
+        pong[0] = 0x8a;
+        pong[1] = (uint8_t) (0x80 | n);
+        memset(pong + 2, 0, 4);
+        memcpy(pong + 6, s->line, n);
+        (void) send(s->fd, pong, 6 + n, MSG_NOSIGNAL);
+        break;
+
+    default:
+        break;
+    }
+
+    s->llen = 0;
+}
+
+
+static void
+ws_body(void *data, const char *p, size_t n)
+{
+    size_t     i, take, need;
+    uint64_t   len;
+    stream_t  *s;
+
+    s = data;
+    i = 0;
+
+    while (i < n && s->fd != -1) {
+
+        if (s->ws_left == 0 && s->ws_hlen < 2) {
+            s->ws_hdr[s->ws_hlen++] = (uint8_t) p[i++];
+
+            if (s->ws_hlen < 2) {
+                continue;
+            }
+        }
+
+        if (s->ws_hlen >= 2) {
+            need = 2;
+            len = s->ws_hdr[1] & 0x7f;
+
+            if (len == 126) {
+                need = 4;
+            } else if (len == 127) {
+                need = 10;
+            }
+
+            while (s->ws_hlen < need && i < n) {
+                s->ws_hdr[s->ws_hlen++] = (uint8_t) p[i++];
+            }
+
+            if (s->ws_hlen < need) {
+                return;
+            }
+
+            if (len == 126) {
+                len = ((uint64_t) s->ws_hdr[2] << 8) | s->ws_hdr[3];
+
+            } else if (len == 127) {
+                len = 0;
+                for (need = 2; need < 10; need++) {
+                    len = (len << 8) | s->ws_hdr[need];
+                }
+            }
+
+            /* continuation frames extend the message being read */
+            if ((s->ws_hdr[0] & 0x0f) != 0) {
+                s->ws_op = s->ws_hdr[0] & 0x0f;
+                s->llen = 0;
+            }
+
+            s->ws_left = len;
+            s->ws_hlen = 0;
+
+            if (len == 0) {
+                if (s->ws_hdr[0] & 0x80) {
+                    ws_frame_done(s);
+                }
+                continue;
+            }
+        }
+
+        take = n - i;
+        if (take > s->ws_left) {
+            take = (size_t) s->ws_left;
+        }
+
+        /* the scanner needs the start of the message: the rest is cut */
+        if (s->llen < LINE_MAX_LEN - 1) {
+            need = LINE_MAX_LEN - 1 - s->llen;
+            memcpy(s->line + s->llen, p + i, take < need ? take : need);
+            s->llen += (uint16_t) (take < need ? take : need);
+        }
+
+        i += take;
+        s->ws_left -= take;
+
+        if (s->ws_left == 0 && (s->ws_hdr[0] & 0x80)) {
+            ws_frame_done(s);
+        }
+    }
+}
+
+
 /* stream worker */
 
 static stream_t  *streams;
@@ -1060,6 +1215,8 @@ stream_start(stream_t *s)
     s->pend_ts = -1;
     s->have_id = 0;
     s->have_data = 0;
+    s->ws_hlen = 0;
+    s->ws_left = 0;
     s->state = ST_CONNECTING;
     pending++;
 
@@ -1105,10 +1262,15 @@ stream_send(stream_t *s)
 
     n = snprintf(req, sizeof(req),
                  "GET %s HTTP/1.1\r\nHost: %s\r\n"
-                 "Accept: text/event-stream\r\n"
-                 "Cache-Control: no-cache\r\n"
+                 "%s"
                  "%s%s%s\r\n",
                  path, stream_url[s->gidx % opt_nstream_urls].host,
+                 opt_websocket
+                 ? "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n"
+                 : "Accept: text/event-stream\r\n"
+                   "Cache-Control: no-cache\r\n",
                  s->resuming ? "Last-Event-ID: " : "",
                  s->resuming ? s->last_id : "",
                  s->resuming ? "\r\n" : "");
@@ -1165,7 +1327,8 @@ stream_read(stream_t *s)
         return;
     }
 
-    used = http_feed(&s->http, iobuf, (size_t) n, sse_body, s);
+    used = http_feed(&s->http, iobuf, (size_t) n,
+                     opt_websocket ? ws_body : sse_body, s);
 
     if (used < 0) {
         rep.proto_err++;
@@ -1174,7 +1337,7 @@ stream_read(stream_t *s)
     }
 
     if (s->state == ST_HEADERS && s->http.state != HS_HEAD) {
-        if (s->http.status != 200) {
+        if (s->http.status != (opt_websocket ? 101 : 200)) {
             rep.http_err++;
             stream_close(s, ST_CLOSED);
             return;
@@ -2127,6 +2290,8 @@ usage(void)
 "  --server-pids LIST server pids (comma separated) for RSS and CPU\n"
 "  --label NAME       label in the JSON line\n"
 "  --quiet            no progress lines\n"
+"  --websocket        open the streams as WebSockets: one event per text\n"
+"                     frame, pings answered (resume: Last-Event-ID header)\n"
 "Prints a summary, then one JSON line.\n");
     exit(1);
 }
@@ -2173,6 +2338,7 @@ main(int argc, char **argv)
         { "server-pids", required_argument, NULL, 'X' },
         { "label", required_argument, NULL, 'L' },
         { "quiet", no_argument, NULL, 'q' },
+        { "websocket", no_argument, NULL, 'w' },
         { "help", no_argument, NULL, '?' },
         { NULL, 0, NULL, 0 }
     };
@@ -2212,6 +2378,7 @@ main(int argc, char **argv)
         case 'X': opt_server_pids = optarg; break;
         case 'L': opt_label = optarg; break;
         case 'q': opt_quiet = 1; break;
+        case 'w': opt_websocket = 1; break;
         default: usage();
         }
     }
