@@ -53,8 +53,15 @@ $r = $t->request('PUT', '/api/webhook/callbacks',
                      callback_url => 'https://hooks.example.com/x' }));
 is($r->{status}, 200, 'an https:// callback is registered');
 
-$r = $t->request('GET', '/webhook-status');
-my ($ep) = @{ $r->{json}{outbound} };
+# the receiver has the request before the worker has its answer and
+# counts the delivery: wait (bounded) for the count (it was 0 when read at
+# once, in run 3 of 6 of the repeat loop)
+my $ep;
+wait_until(sub {
+    $r = $t->request('GET', '/webhook-status');
+    ($ep) = @{ $r->{json}{outbound} // [] };
+    ($ep->{delivered} // 0) >= 1;
+}, 10);
 is($ep->{endpoint}, 'http://127.0.0.1:' . $rcv->port, 'status: the endpoint');
 is($ep->{delivered}, 1, 'status: delivered');
 

@@ -182,8 +182,15 @@ is_deeply([ map { $_->{id} } @got ], \@ord,
 
 # the figures
 
-my $st = $t->request('GET', '/status')->{json};
-my %ep = map { $_->{endpoint} => $_ } @{ $st->{outbound} };
+# (a receiver has a request before the worker has its answer and counts
+# it: wait, bounded, for the counts, as in t/conf_forward.t)
+my (%ep, $st);
+wait_until(sub {
+    $st = $t->request('GET', '/status')->{json};
+    %ep = map { $_->{endpoint} => $_ } @{ $st->{outbound} // [] };
+    ($ep{"http://127.0.0.1:$np"}{delivered} // 0) >= 3 + 1 + 1 + 1 + 20
+        && ($ep{"http://127.0.0.1:$pp"}{delivered} // 0) >= 5;
+}, 10);
 is($ep{"http://127.0.0.1:$np"}{delivered}, 3 + 1 + 1 + 1 + 20,
    'status: delivered per endpoint');
 is($ep{"http://127.0.0.1:$pp"}{delivered}, 5, 'for each endpoint');

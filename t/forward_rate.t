@@ -93,9 +93,15 @@ my $span = $times[-1] - $times[0];
 cmp_ok($span, '>=', 1999 / $RATE * 0.9,
        sprintf('2000 deliveries took %.1f s at %dr/s', $span, $RATE));
 
-my $st = $t->request('GET', '/status')->{json};
-my ($ep) = grep { $_->{endpoint} eq "http://127.0.0.1:$fp" }
-           @{ $st->{outbound} };
+# (the receiver has the last request before the worker has its answer
+# and counts it: wait, bounded, for the count, as in t/conf_forward.t)
+my ($st, $ep);
+wait_until(sub {
+    $st = $t->request('GET', '/status')->{json};
+    ($ep) = grep { $_->{endpoint} eq "http://127.0.0.1:$fp" }
+            @{ $st->{outbound} // [] };
+    ($ep->{delivered} // 0) >= 2000;
+}, 10);
 is($ep->{delivered}, 2000, 'status: 2000 delivered');
 is($ep->{retried} + $ep->{failed} + $ep->{dead}, 0,
    'none retried, failed or dead');

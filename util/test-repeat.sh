@@ -55,6 +55,23 @@ stop_hog()
         hog_pid=
     fi
 }
+# an nginx left by a test that ended while starting it: its master (pid
+# file in a t/servroot-* of this checkout, started with that prefix)
+stop_left_nginx()
+{
+    local f pid
+    for f in "$repo"/t/servroot-*/logs/nginx.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f" 2> /dev/null) || continue
+        case $pid in ''|*[!0-9]*) continue ;; esac
+        if tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null \
+           | grep -qF "${f%/logs/nginx.pid}/"
+        then
+            kill -TERM "$pid" 2> /dev/null
+        fi
+    done
+}
+
 # interrupted: the run's process group (prove, the tests, which stop their
 # nginx on TERM) and the hog
 stop_all()
@@ -63,6 +80,8 @@ stop_all()
         kill -TERM -- "-$run_pid" 2> /dev/null
         wait "$run_pid" 2> /dev/null
         run_pid=
+        sleep 2
+        stop_left_nginx
     fi
     stop_hog
 }

@@ -74,8 +74,43 @@ sub _write_conf
 
 
 # Starts (or restarts, same port and data) and waits until it answers.
+# The server that answers must be this one (INFO's process_id): the free
+# port was released when new() chose it, and another test's redis-server
+# (of this suite or another checkout on the machine) may have taken it
+# since; this one then exits on "Address already in use" while the other
+# answers PING, and the test would run against a server someone else
+# stops.  On a first start another free port is taken then (5 tries);
+# a restart must keep its port and dies instead.
 
 sub start
+{
+    my ($self) = @_;
+
+    for my $try (1 .. 5) {
+        my $r = $self->_start_once;
+        return $self if $r eq 'ok';
+        die "redis-server: port $self->{port} taken by another process "
+            . "(restart)\n" . $self->log_tail if $self->{started};
+        die "redis-server: no free port in 5 tries\n" if $try == 5;
+        unlink "$self->{dir}/redis.log";
+        $self->{port} = _free_port();
+    }
+}
+
+
+sub _free_port
+{
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1)
+        or die "cannot bind a free port: $!";
+    return $s->sockport;
+}
+
+
+# 'ok' once our server answers, 'taken' when it exited because the port
+# is in use; dies otherwise.
+
+sub _start_once
 {
     my ($self) = @_;
 
@@ -92,9 +127,20 @@ sub start
     my $deadline = time + 20;
     while (time < $deadline) {
         my $pong = $self->cli('PING') // '';
-        return $self if $pong =~ /PONG|NOAUTH/;
-        die "redis-server exited:\n" . $self->log_tail
-            if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        if ($pong =~ /PONG|NOAUTH/) {
+            my ($id) = ($self->cli('INFO', 'server') // '')
+                       =~ /process_id:(\d+)/;
+            # (NOAUTH: no INFO either; a password test's own server)
+            if (!defined $id || $id == $pid) {
+                $self->{started} = 1;
+                return 'ok';
+            }
+        }
+        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+            delete $self->{pid};
+            return 'taken' if $self->log_tail =~ /Address already in use/;
+            die "redis-server exited:\n" . $self->log_tail;
+        }
         sleep 0.05;
     }
     die "redis-server did not answer on $self->{port}\n" . $self->log_tail;
