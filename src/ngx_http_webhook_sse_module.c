@@ -424,20 +424,6 @@ ngx_http_webhook_sse_create_main_conf(ngx_conf_t *cf)
 }
 
 
-/* the zones of a cycle's configuration; NULL without an http block */
-
-ngx_array_t *
-ngx_http_webhook_sse_zones(ngx_cycle_t *cycle)
-{
-    ngx_http_webhook_sse_main_conf_t  *wmcf;
-
-    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_webhook_sse_module);
-
-    return wmcf ? &wmcf->zones : NULL;
-}
-
-
 static void *
 ngx_http_webhook_sse_create_loc_conf(ngx_conf_t *cf)
 {

@@ -111,8 +111,6 @@ typedef struct {
 extern ngx_module_t  ngx_http_webhook_sse_module;
 
 
-ngx_array_t *ngx_http_webhook_sse_zones(ngx_cycle_t *cycle);
-
 ngx_int_t ngx_http_webhook_sse_publish_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx);

@@ -1,8 +1,9 @@
 
 /*
- * nginx-webhook-sse: the answer to a successful publish when a sender
- * expects its own (webhook_publish_response): a JSON object with
- * variables, each value JSON-escaped where it is inserted.
+ * nginx-webhook-sse: the answer to a successful publish (local or through
+ * Redis): the default one, or the one a sender expects
+ * (webhook_publish_response): a JSON object with variables, each value
+ * JSON-escaped where it is inserted.
  */
 
 
@@ -303,4 +304,45 @@ ngx_http_webhook_sse_response_render(ngx_http_request_t *r,
     body->len = p - body->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * 200 for a stored message (ctx has its id and time): the location's
+ * webhook_publish_response, or {"success":true,"messageId":..,
+ * "timestamp":..}.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
+    ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_http_webhook_sse_ctx_t *ctx)
+{
+    u_char     *body, *p;
+    ngx_str_t   answer;
+
+    if (wlcf->publish_response) {
+        if (ngx_http_webhook_sse_response_render(r, wlcf->publish_response,
+                                                 &answer)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, answer.data,
+                                              answer.len);
+    }
+
+    body = ngx_pnalloc(r->pool, sizeof("{\"success\":true,\"messageId\":\"\","
+                                       "\"timestamp\":}\n")
+                                + NGX_HTTP_WEBHOOK_SSE_ID_LEN
+                                + NGX_INT64_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"success\":true,\"messageId\":\"%*s\","
+                    "\"timestamp\":%L}\n",
+                    ctx->message_id_len, ctx->message_id, ctx->message_time);
+
+    return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
 }

@@ -81,6 +81,20 @@ static int64_t ngx_http_webhook_sse_store_first_leave(
     ngx_http_webhook_sse_shctx_t *sh);
 
 
+/* the zones of a cycle's configuration; NULL without an http block */
+
+ngx_array_t *
+ngx_http_webhook_sse_zones(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_sse_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_webhook_sse_module);
+
+    return wmcf ? &wmcf->zones : NULL;
+}
+
+
 ngx_int_t
 ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {

@@ -272,6 +272,9 @@ typedef struct {
 } ngx_http_webhook_sse_idempotency_t;
 
 
+/* the zones of a cycle's configuration (ngx_http_webhook_sse_zone_t *) */
+ngx_array_t *ngx_http_webhook_sse_zones(ngx_cycle_t *cycle);
+
 ngx_int_t ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 

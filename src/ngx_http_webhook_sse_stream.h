@@ -2,6 +2,8 @@
 /*
  * nginx-webhook-sse: SSE streams and a worker's state for them.
  *
+ *   presence_handler.c
+ *              the webhook_presence request: sessions' stream counts
  *   stream.c   the stream request: checks, opening, heartbeats, the end
  *   websocket.c, longpoll.c
  *              the other transports of a stream location: a WebSocket
@@ -221,6 +223,7 @@ void ngx_http_webhook_sse_fanout_release(
 
 /* ngx_http_webhook_sse_presence.c */
 void ngx_http_webhook_sse_presence_init(ngx_http_webhook_sse_worker_t *worker);
+void ngx_http_webhook_sse_presence_look(ngx_http_webhook_sse_worker_t *worker);
 void ngx_http_webhook_sse_presence_changed(
     ngx_http_webhook_sse_worker_t *worker,
     ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
