@@ -8,9 +8,12 @@
  * Nothing here recurses: nesting costs no C stack, and the depth limit
  * stops the parser as soon as it is crossed.
  *
- * Every allocation goes through the functions set with
- * ngx_http_webhook_sse_json_set_alloc(), malloc() and free() by default.
- * yajl uses its allocations unchecked, so one that fails inside yajl never
+ * yajl's first allocations of a parse (its handles and the start of the
+ * members' buffer, a few kilobytes for a chat message) come from an arena
+ * inside the parse's context, on the stack: a publish costs no malloc()
+ * and free() pair per yajl object.  Every other allocation goes through
+ * the functions set with ngx_http_webhook_sse_json_set_alloc(), malloc()
+ * and free() by default.  yajl uses its allocations unchecked, so one that fails inside yajl never
  * returns to it: it jumps back to the parse, which frees every block yajl
  * had taken and reports NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM.
  *
@@ -44,6 +47,9 @@
 
 /* the longest part of a configured path quoted in an error */
 #define NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_PATH 64
+
+/* the bytes of yajl's allocations taken from the parse's context */
+#define NGX_HTTP_WEBHOOK_SSE_JSON_ARENA      8192
 
 
 typedef struct {
@@ -83,6 +89,14 @@ union ngx_http_webhook_sse_json_block_u {
 };
 
 
+/* the header of a block taken from the arena: its size, for realloc */
+
+typedef union {
+    size_t                                  size;
+    max_align_t                             align;
+} ngx_http_webhook_sse_json_piece_t;
+
+
 typedef struct {
     ngx_http_webhook_sse_json_result_t  *res;
     yajl_handle                          parser;
@@ -92,6 +106,10 @@ typedef struct {
     yajl_alloc_funcs                     yajl_funcs;
     ngx_http_webhook_sse_json_block_t   *blocks;
     jmp_buf                              nomem_jump;
+
+    /* the arena: used bytes, and the last piece (it can grow in place) */
+    size_t                               arena_used;
+    ngx_http_webhook_sse_json_piece_t   *arena_last;
 
     /* containers open, the top object included */
     int                                  depth;
@@ -103,17 +121,30 @@ typedef struct {
     int                                  rejected;
     int                                  nomem;
 
+    /* without a generator: a top-level key is dropped, generate after all */
+    int                                  regenerate;
+
     const unsigned char                 *drop_key;
     size_t                               drop_key_len;
 
     ngx_http_webhook_sse_json_path_t     session;
     ngx_http_webhook_sse_json_path_t     message;
+
+    /* last: the context is zeroed up to the paths */
+    max_align_t                          arena[NGX_HTTP_WEBHOOK_SSE_JSON_ARENA
+                                               / sizeof(max_align_t)];
 } ngx_http_webhook_sse_json_ctx_t;
 
 
 static int ngx_http_webhook_sse_json_run(
     ngx_http_webhook_sse_json_ctx_t *ctx, const unsigned char *body,
-    size_t len);
+    size_t len, int generate);
+static void ngx_http_webhook_sse_json_init(
+    ngx_http_webhook_sse_json_ctx_t *ctx,
+    const ngx_http_webhook_sse_json_conf_t *conf,
+    ngx_http_webhook_sse_json_result_t *res);
+static int ngx_http_webhook_sse_json_compact(const unsigned char *body,
+    size_t len, const unsigned char **inner, size_t *inner_len);
 static void *ngx_http_webhook_sse_json_mem_alloc(size_t size);
 static void *ngx_http_webhook_sse_json_mem_realloc(void *p, size_t size);
 static void ngx_http_webhook_sse_json_mem_free(void *p);
@@ -121,6 +152,12 @@ static void *ngx_http_webhook_sse_json_yajl_malloc(void *data, size_t size);
 static void *ngx_http_webhook_sse_json_yajl_realloc(void *data, void *p,
     size_t size);
 static void ngx_http_webhook_sse_json_yajl_free(void *data, void *p);
+static void *ngx_http_webhook_sse_json_arena_alloc(
+    ngx_http_webhook_sse_json_ctx_t *ctx, size_t size);
+static void *ngx_http_webhook_sse_json_arena_realloc(
+    ngx_http_webhook_sse_json_ctx_t *ctx, void *p, size_t size);
+static int ngx_http_webhook_sse_json_in_arena(
+    ngx_http_webhook_sse_json_ctx_t *ctx, void *p);
 static void ngx_http_webhook_sse_json_link(
     ngx_http_webhook_sse_json_ctx_t *ctx,
     ngx_http_webhook_sse_json_block_t *block);
@@ -234,23 +271,34 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
         return NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
     }
 
-    memset(&ctx, 0, sizeof(ngx_http_webhook_sse_json_ctx_t));
+    /*
+     * A body without a backslash has no escapes: where it also has no
+     * whitespace between its tokens and no key to drop, the generator
+     * would write its members back byte for byte, and they are copied
+     * instead.  Any other body is parsed once more, with the generator.
+     */
 
-    ctx.res = res;
-    ctx.drop_key = conf->drop_key;
-    ctx.drop_key_len = conf->drop_key_len;
+    ngx_http_webhook_sse_json_init(&ctx, conf, res);
 
-    ctx.yajl_funcs.malloc = ngx_http_webhook_sse_json_yajl_malloc;
-    ctx.yajl_funcs.realloc = ngx_http_webhook_sse_json_yajl_realloc;
-    ctx.yajl_funcs.free = ngx_http_webhook_sse_json_yajl_free;
-    ctx.yajl_funcs.ctx = &ctx;
+    rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
 
-    ngx_http_webhook_sse_json_path_init(&ctx.session, conf->session_path,
-                                        conf->session_path_len);
-    ngx_http_webhook_sse_json_path_init(&ctx.message, conf->message_path,
-                                        conf->message_path_len);
+    if (memchr(body, '\\', len) == NULL) {
+        rc = ngx_http_webhook_sse_json_run(&ctx, body, len, 0);
 
-    rc = ngx_http_webhook_sse_json_run(&ctx, body, len);
+        if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_OK || !ctx.regenerate) {
+            goto done;
+        }
+
+        ngx_http_webhook_sse_json_free_blocks(&ctx);
+        ngx_http_webhook_sse_json_free(res);
+        memset(res, 0, sizeof(ngx_http_webhook_sse_json_result_t));
+
+        ngx_http_webhook_sse_json_init(&ctx, conf, res);
+    }
+
+    rc = ngx_http_webhook_sse_json_run(&ctx, body, len, 1);
+
+done:
 
     /* after a failed allocation yajl's blocks are left here */
 
@@ -270,16 +318,41 @@ ngx_http_webhook_sse_json_parse(const ngx_http_webhook_sse_json_conf_t *conf,
 }
 
 
+static void
+ngx_http_webhook_sse_json_init(ngx_http_webhook_sse_json_ctx_t *ctx,
+    const ngx_http_webhook_sse_json_conf_t *conf,
+    ngx_http_webhook_sse_json_result_t *res)
+{
+    /* the paths set themselves up; the arena needs no zeroing */
+    memset(ctx, 0, offsetof(ngx_http_webhook_sse_json_ctx_t, session));
+
+    ctx->res = res;
+    ctx->drop_key = conf->drop_key;
+    ctx->drop_key_len = conf->drop_key_len;
+
+    ctx->yajl_funcs.malloc = ngx_http_webhook_sse_json_yajl_malloc;
+    ctx->yajl_funcs.realloc = ngx_http_webhook_sse_json_yajl_realloc;
+    ctx->yajl_funcs.free = ngx_http_webhook_sse_json_yajl_free;
+    ctx->yajl_funcs.ctx = ctx;
+
+    ngx_http_webhook_sse_json_path_init(&ctx->session, conf->session_path,
+                                        conf->session_path_len);
+    ngx_http_webhook_sse_json_path_init(&ctx->message, conf->message_path,
+                                        conf->message_path_len);
+}
+
+
 /*
- * The parse proper.  Nothing that changes after setjmp() is kept in a
- * local variable: a failed allocation returns here through longjmp(),
- * with yajl's handles left as they were, and all of yajl's blocks are
- * freed by the caller.
+ * The parse proper, with the generator or without it (then the members
+ * are the body's own bytes, or ctx->regenerate asks for a parse with it).
+ * Nothing that changes after setjmp() is kept in a local variable: a
+ * failed allocation returns here through longjmp(), with yajl's handles
+ * left as they were, and all of yajl's blocks are freed by the caller.
  */
 
 static int
 ngx_http_webhook_sse_json_run(ngx_http_webhook_sse_json_ctx_t *ctx,
-    const unsigned char *body, size_t len)
+    const unsigned char *body, size_t len, int generate)
 {
     int                                  rc;
     size_t                               out_len;
@@ -293,37 +366,39 @@ ngx_http_webhook_sse_json_run(ngx_http_webhook_sse_json_ctx_t *ctx,
 
     res = ctx->res;
 
-    ctx->gen = yajl_gen_alloc(&ctx->yajl_funcs);
-    if (ctx->gen == NULL) {
-        return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
-    }
+    if (generate) {
+        ctx->gen = yajl_gen_alloc(&ctx->yajl_funcs);
+        if (ctx->gen == NULL) {
+            return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+        }
 
-    if (!yajl_gen_config(ctx->gen, yajl_gen_beautify, 0)
-        || !yajl_gen_config(ctx->gen, yajl_gen_validate_utf8, 1)
-        || !yajl_gen_config(ctx->gen, yajl_gen_escape_solidus, 0))
-    {
-        yajl_gen_free(ctx->gen);
-        return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+        /* strings are checked for strict UTF-8 before they are emitted */
+
+        if (!yajl_gen_config(ctx->gen, yajl_gen_beautify, 0)
+            || !yajl_gen_config(ctx->gen, yajl_gen_validate_utf8, 0)
+            || !yajl_gen_config(ctx->gen, yajl_gen_escape_solidus, 0))
+        {
+            yajl_gen_free(ctx->gen);
+            return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+        }
     }
 
     ctx->parser = yajl_alloc(&ngx_http_webhook_sse_json_callbacks,
                              &ctx->yajl_funcs, ctx);
     if (ctx->parser == NULL) {
-        yajl_gen_free(ctx->gen);
+        if (ctx->gen) {
+            yajl_gen_free(ctx->gen);
+        }
+
         return NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
     }
 
-    /* yajl's defaults, spelled out: strict JSON, one complete value */
-
-    if (!yajl_config(ctx->parser, yajl_allow_comments, 0)
-        || !yajl_config(ctx->parser, yajl_dont_validate_strings, 0)
-        || !yajl_config(ctx->parser, yajl_allow_trailing_garbage, 0)
-        || !yajl_config(ctx->parser, yajl_allow_multiple_values, 0)
-        || !yajl_config(ctx->parser, yajl_allow_partial_values, 0))
-    {
-        rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
-        goto done;
-    }
+    /*
+     * yajl's defaults are what is wanted, strict JSON and one complete
+     * value (yajl_allow_comments, yajl_dont_validate_strings,
+     * yajl_allow_trailing_garbage, yajl_allow_multiple_values and
+     * yajl_allow_partial_values all 0): nothing to configure.
+     */
 
     status = yajl_parse(ctx->parser, body, len);
 
@@ -333,6 +408,11 @@ ngx_http_webhook_sse_json_run(ngx_http_webhook_sse_json_ctx_t *ctx,
 
     if (ctx->nomem) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+        goto done;
+    }
+
+    if (ctx->regenerate) {
+        rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
         goto done;
     }
 
@@ -361,33 +441,105 @@ ngx_http_webhook_sse_json_run(ngx_http_webhook_sse_json_ctx_t *ctx,
         goto done;
     }
 
-    if (yajl_gen_get_buf(ctx->gen, &out, &out_len) != yajl_gen_status_ok
-        || out_len < 2)
+    if (generate) {
+        if (yajl_gen_get_buf(ctx->gen, &out, &out_len) != yajl_gen_status_ok
+            || out_len < 2)
+        {
+            rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+            goto done;
+        }
+
+        /* the members without the braces */
+
+        out++;
+        out_len -= 2;
+
+    } else if (!ngx_http_webhook_sse_json_compact(body, len, &out, &out_len))
     {
-        rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
+        ctx->regenerate = 1;
+        rc = NGX_HTTP_WEBHOOK_SSE_JSON_INVALID;
         goto done;
     }
 
-    /* the members without the braces */
-
-    res->members = ngx_http_webhook_sse_json_mem_alloc(out_len - 1);
+    res->members = ngx_http_webhook_sse_json_mem_alloc(out_len + 1);
     if (res->members == NULL) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
     }
 
-    res->members_len = out_len - 2;
-    memcpy(res->members, out + 1, res->members_len);
-    res->members[res->members_len] = '\0';
+    res->members_len = out_len;
+    memcpy(res->members, out, out_len);
+    res->members[out_len] = '\0';
 
     rc = NGX_HTTP_WEBHOOK_SSE_JSON_OK;
 
 done:
 
     yajl_free(ctx->parser);
-    yajl_gen_free(ctx->gen);
+
+    if (ctx->gen) {
+        yajl_gen_free(ctx->gen);
+    }
 
     return rc;
+}
+
+
+/*
+ * The members of a valid object written without escapes, as the
+ * generator would write them: no whitespace outside its strings.  The
+ * body has no backslash, so each quote opens or closes a string.
+ */
+
+static int
+ngx_http_webhook_sse_json_compact(const unsigned char *body, size_t len,
+    const unsigned char **inner, size_t *inner_len)
+{
+    const unsigned char  *p, *last;
+
+    p = body;
+    last = body + len;
+
+    while (p < last && *p != '{') {
+        p++;
+    }
+
+    while (last > p && last[-1] != '}') {
+        last--;
+    }
+
+    if (last - p < 2) {
+        return 0;
+    }
+
+    p++;
+    last--;
+
+    *inner = p;
+    *inner_len = last - p;
+
+    while (p < last) {
+
+        if (*p == '"') {
+            /* a string: no escapes, so the next quote closes it */
+            p = memchr(p + 1, '"', last - p - 1);
+
+            if (p == NULL) {
+                return 0;
+            }
+
+            p++;
+            continue;
+        }
+
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            return 0;
+        }
+
+        p++;
+    }
+
+    return 1;
 }
 
 
@@ -469,10 +621,16 @@ ngx_http_webhook_sse_json_mem_free(void *p)
 static void *
 ngx_http_webhook_sse_json_yajl_malloc(void *data, size_t size)
 {
+    void                               *p;
     ngx_http_webhook_sse_json_ctx_t    *ctx;
     ngx_http_webhook_sse_json_block_t  *block;
 
     ctx = data;
+
+    p = ngx_http_webhook_sse_json_arena_alloc(ctx, size);
+    if (p != NULL) {
+        return p;
+    }
 
     if (size > SIZE_MAX - sizeof(ngx_http_webhook_sse_json_block_t)) {
         longjmp(ctx->nomem_jump, 1);
@@ -501,6 +659,11 @@ ngx_http_webhook_sse_json_yajl_realloc(void *data, void *p, size_t size)
     }
 
     ctx = data;
+
+    if (ngx_http_webhook_sse_json_in_arena(ctx, p)) {
+        return ngx_http_webhook_sse_json_arena_realloc(ctx, p, size);
+    }
+
     block = (ngx_http_webhook_sse_json_block_t *) p - 1;
 
     if (size > SIZE_MAX - sizeof(ngx_http_webhook_sse_json_block_t)) {
@@ -526,16 +689,116 @@ ngx_http_webhook_sse_json_yajl_realloc(void *data, void *p, size_t size)
 static void
 ngx_http_webhook_sse_json_yajl_free(void *data, void *p)
 {
+    ngx_http_webhook_sse_json_ctx_t    *ctx;
     ngx_http_webhook_sse_json_block_t  *block;
+    ngx_http_webhook_sse_json_piece_t  *piece;
 
     if (p == NULL) {
         return;
     }
 
+    ctx = data;
+
+    if (ngx_http_webhook_sse_json_in_arena(ctx, p)) {
+
+        /* only the last piece gives its bytes back */
+
+        piece = (ngx_http_webhook_sse_json_piece_t *) p - 1;
+
+        if (piece == ctx->arena_last) {
+            ctx->arena_used = (unsigned char *) piece
+                              - (unsigned char *) ctx->arena;
+            ctx->arena_last = NULL;
+        }
+
+        return;
+    }
+
     block = (ngx_http_webhook_sse_json_block_t *) p - 1;
 
-    ngx_http_webhook_sse_json_unlink(data, block);
+    ngx_http_webhook_sse_json_unlink(ctx, block);
     ngx_http_webhook_sse_json_mem_free(block);
+}
+
+
+/* NULL: the arena has no room for size bytes */
+
+static void *
+ngx_http_webhook_sse_json_arena_alloc(ngx_http_webhook_sse_json_ctx_t *ctx,
+    size_t size)
+{
+    size_t                              need;
+    ngx_http_webhook_sse_json_piece_t  *piece;
+
+    if (size > sizeof(ctx->arena)) {
+        return NULL;
+    }
+
+    need = sizeof(ngx_http_webhook_sse_json_piece_t)
+           + (size + sizeof(max_align_t) - 1) / sizeof(max_align_t)
+             * sizeof(max_align_t);
+
+    if (need > sizeof(ctx->arena) - ctx->arena_used) {
+        return NULL;
+    }
+
+    piece = (ngx_http_webhook_sse_json_piece_t *)
+                ((unsigned char *) ctx->arena + ctx->arena_used);
+    piece->size = size;
+
+    ctx->arena_used += need;
+    ctx->arena_last = piece;
+
+    return piece + 1;
+}
+
+
+static void *
+ngx_http_webhook_sse_json_arena_realloc(ngx_http_webhook_sse_json_ctx_t *ctx,
+    void *p, size_t size)
+{
+    void                               *moved;
+    size_t                              from;
+    ngx_http_webhook_sse_json_piece_t  *piece;
+
+    piece = (ngx_http_webhook_sse_json_piece_t *) p - 1;
+
+    if (piece == ctx->arena_last) {
+
+        /* the last piece grows or shrinks in place when there is room */
+
+        from = (unsigned char *) piece - (unsigned char *) ctx->arena;
+        ctx->arena_used = from;
+        ctx->arena_last = NULL;
+
+        moved = ngx_http_webhook_sse_json_arena_alloc(ctx, size);
+        if (moved != NULL) {
+            return moved;
+        }
+
+        /* no room: the piece stays taken while its bytes are copied */
+
+        ctx->arena_used = from + sizeof(ngx_http_webhook_sse_json_piece_t)
+                          + (piece->size + sizeof(max_align_t) - 1)
+                            / sizeof(max_align_t) * sizeof(max_align_t);
+        ctx->arena_last = piece;
+    }
+
+    moved = ngx_http_webhook_sse_json_yajl_malloc(ctx, size);
+
+    memcpy(moved, p, piece->size < size ? piece->size : size);
+
+    return moved;
+}
+
+
+static int
+ngx_http_webhook_sse_json_in_arena(ngx_http_webhook_sse_json_ctx_t *ctx,
+    void *p)
+{
+    return (unsigned char *) p >= (unsigned char *) ctx->arena
+           && (unsigned char *) p < (unsigned char *) ctx->arena
+                                    + sizeof(ctx->arena);
 }
 
 
@@ -599,6 +862,14 @@ ngx_http_webhook_sse_json_path_init(ngx_http_webhook_sse_json_path_t *path,
     int     n;
     size_t  i, from;
 
+    /* what a lookup reads: the components and reached[] up to them */
+
+    path->text = NULL;
+    path->text_len = 0;
+    path->ncomponents = 0;
+    path->next = NGX_HTTP_WEBHOOK_SSE_JSON_OFF_PATH;
+    path->found = 0;
+
     if (text == NULL) {
         return;
     }
@@ -626,6 +897,8 @@ ngx_http_webhook_sse_json_path_init(ngx_http_webhook_sse_json_path_t *path,
     }
 
     path->ncomponents = n;
+
+    memset(path->reached, 0, n + 2);
     path->reached[1] = 1;
 }
 
@@ -819,7 +1092,7 @@ ngx_http_webhook_sse_json_session(ngx_http_webhook_sse_json_ctx_t *ctx,
 static int
 ngx_http_webhook_sse_json_emit(ngx_http_webhook_sse_json_ctx_t *ctx)
 {
-    return !ctx->skipping && !ctx->rejected;
+    return ctx->gen != NULL && !ctx->skipping && !ctx->rejected;
 }
 
 
@@ -1119,6 +1392,12 @@ ngx_http_webhook_sse_json_map_key(void *data, const unsigned char *key,
             || (ctx->drop_key && ctx->drop_key_len == len
                 && memcmp(ctx->drop_key, key, len) == 0)))
     {
+        if (ctx->gen == NULL) {
+            /* the members are not the body's own: parse with a generator */
+            ctx->regenerate = 1;
+            return 0;
+        }
+
         ctx->skipping = 1;
         return 1;
     }
@@ -1186,11 +1465,29 @@ static size_t
 ngx_http_webhook_sse_json_utf8_length(const unsigned char *s, size_t len)
 {
     size_t        i, n, k;
+    uint64_t      word;
     unsigned int  c, min;
 
     i = 0;
 
     while (i < len) {
+
+        /* ASCII eight bytes at a time */
+
+        while (len - i >= 8) {
+            memcpy(&word, s + i, 8);
+
+            if (word & 0x8080808080808080ULL) {
+                break;
+            }
+
+            i += 8;
+        }
+
+        if (i == len) {
+            break;
+        }
+
         c = s[i];
 
         if (c < 0x80) {

@@ -340,9 +340,13 @@ ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(body, "{\"success\":true,\"messageId\":\"%*s\","
-                    "\"timestamp\":%L}\n",
-                    ctx->message_id_len, ctx->message_id, ctx->message_time);
+    p = ngx_cpymem(body, "{\"success\":true,\"messageId\":\"",
+                   sizeof("{\"success\":true,\"messageId\":\"") - 1);
+    p = ngx_cpymem(p, ctx->message_id, ctx->message_id_len);
+    p = ngx_cpymem(p, "\",\"timestamp\":", sizeof("\",\"timestamp\":") - 1);
+    p = ngx_http_webhook_sse_format_uint(p, (uint64_t) ctx->message_time);
+    *p++ = '}';
+    *p++ = '\n';
 
     return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
 }

@@ -453,7 +453,8 @@ ngx_http_webhook_sse_store_add(ngx_http_webhook_sse_zone_t *zone,
     p = ngx_cpymem(p, ngx_http_webhook_sse_event_head,
                    sizeof(ngx_http_webhook_sse_event_head) - 1);
     p = ngx_cpymem(p, id, id_len);
-    p = ngx_sprintf(p, "\",\"timestamp\":%L", time);
+    p = ngx_cpymem(p, "\",\"timestamp\":", sizeof("\",\"timestamp\":") - 1);
+    p = ngx_http_webhook_sse_format_uint(p, (uint64_t) time);
 
     if (extra->len) {
         *p++ = ',';
@@ -1782,7 +1783,64 @@ ngx_http_webhook_sse_store_streams(ngx_http_webhook_sse_zone_t *zone)
 size_t
 ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch, uint64_t seq)
 {
-    return ngx_sprintf(p, "%uL-%uL", epoch, seq) - p;
+    u_char  *last;
+
+    /* the epoch's digits, kept: one zone's epoch is written again and again */
+
+    static uint64_t  last_epoch;
+    static size_t    last_epoch_len;
+    static u_char    last_epoch_text[NGX_INT64_LEN];
+
+    if (epoch != last_epoch || last_epoch_len == 0) {
+        last_epoch_len = ngx_http_webhook_sse_format_uint(last_epoch_text,
+                                                          epoch)
+                         - last_epoch_text;
+        last_epoch = epoch;
+    }
+
+    last = ngx_cpymem(p, last_epoch_text, last_epoch_len);
+    *last++ = '-';
+    last = ngx_http_webhook_sse_format_uint(last, seq);
+
+    return last - p;
+}
+
+
+/*
+ * The decimal digits of n, as ngx_sprintf("%uL") writes them, without its
+ * walk over a format: ids and times are written on every publish.
+ */
+
+u_char *
+ngx_http_webhook_sse_format_uint(u_char *p, uint64_t n)
+{
+    u_char    *q, digits[NGX_INT64_LEN];
+    uint64_t   two;
+
+    static const char  pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+
+    q = digits + NGX_INT64_LEN;
+
+    while (n >= 100) {
+        two = (n % 100) * 2;
+        n /= 100;
+
+        *--q = pairs[two + 1];
+        *--q = pairs[two];
+    }
+
+    if (n >= 10) {
+        *--q = pairs[n * 2 + 1];
+        *--q = pairs[n * 2];
+
+    } else {
+        *--q = (u_char) ('0' + n);
+    }
+
+    return ngx_cpymem(p, q, digits + NGX_INT64_LEN - q);
 }
 
 
