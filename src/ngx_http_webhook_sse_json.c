@@ -532,7 +532,9 @@ ngx_http_webhook_sse_json_compact(const unsigned char *body, size_t len,
             continue;
         }
 
-        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+        /* whitespace, yajl's \v and \f included */
+
+        if (*p <= ' ') {
             return 0;
         }
 

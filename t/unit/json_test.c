@@ -206,6 +206,10 @@ test_members(void)
            "{\"message\":\"a b\",\"o\":[1, \" \"]}",
            "\"message\":\"a b\",\"o\":[1,\" \"]", NULL, NULL);
 
+    expect("vertical tab and form feed between tokens are compacted", &conf,
+           "{\"message\":\"m\",\v\"o\":{\f}}",
+           "\"message\":\"m\",\"o\":{}", NULL, NULL);
+
     expect("a key dropped after compact members is still dropped", &conf,
            "{\"message\":\"m\",\"a\":{\"b\":[1]},\"timestamp\":5,\"z\":0}",
            "\"message\":\"m\",\"a\":{\"b\":[1]},\"z\":0", NULL, NULL);
