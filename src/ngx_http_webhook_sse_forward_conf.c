@@ -1046,6 +1046,15 @@ ngx_http_webhook_sse_presence_forward(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_script_variables_count(&value[2]) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %V URL \"%V\": an absolute http:// or "
+                           "https:// URL without variables is needed (a "
+                           "close comes with no request to evaluate them)",
+                           &cmd->name, &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
     fwd->url.value = value[2];
 
     fwd->endpoint.data = ngx_pnalloc(cf->pool,

@@ -311,4 +311,49 @@ is(scalar keys %ids, scalar @all, 'each event has its own webhook-id');
 
 $t->stop;
 
+# ----- configuration errors --------------------------------------------------
+
+for my $case (
+    [ 'webhook_presence_forward other http://127.0.0.1:9/p;',
+      qr/no webhook_zone "other"/, 'an unknown zone' ],
+    [ 'webhook_presence_forward chat http://127.0.0.1:9/$host;',
+      qr/without variables/, 'a URL with variables' ],
+    [ 'webhook_presence_forward chat ftp://127.0.0.1/p;',
+      qr/absolute http/, 'a URL that is not http(s)' ],
+    [ 'webhook_presence_forward chat http://127.0.0.1:9/p format=event;',
+      qr/invalid parameter "format=event"/, 'an unknown parameter' ],
+    [ 'webhook_presence_forward chat http://127.0.0.1:9/p secret=whsec_;',
+      qr/base64/, 'an empty whsec_ secret' ],
+    [ 'webhook_presence_forward chat http://127.0.0.1:9/p '
+      . 'secret=env=NO_SUCH_VAR_P;',
+      qr/NO_SUCH_VAR_P/, 'a secret from a missing variable' ],
+    [ join('', map { "webhook_presence_forward chat http://127.0.0.1:9/$_;" }
+                   1 .. 17),
+      qr/more than 16 URLs/, '17 URLs' ],
+)
+{
+    my ($conf, $re, $name) = @$case;
+    my $bad = WebhookSSE::Test->new(expect_log => [qr/\[emerg\]/],
+                                    http => <<"CONF");
+    webhook_zone zone=chat:1m;
+    $conf
+    server { listen 127.0.0.1:%%PORT%%; location = /s { webhook_stream chat; } }
+CONF
+    my ($ok, $out) = $bad->test_config;
+    ok(!$ok, "nginx -t refuses $name");
+    like($out, $re, "and says why ($name)");
+}
+
+my $in_server = WebhookSSE::Test->new(expect_log => [qr/\[emerg\]/],
+                                      http => <<"CONF");
+    webhook_zone zone=chat:1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        webhook_presence_forward chat http://127.0.0.1:9/p;
+    }
+CONF
+my ($ok, $out) = $in_server->test_config;
+ok(!$ok && $out =~ /not allowed here/,
+   'nginx -t refuses it outside the http block');
+
 finish();
