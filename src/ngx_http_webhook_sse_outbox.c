@@ -2159,9 +2159,10 @@ ngx_http_webhook_sse_outbox_redrive(ngx_http_webhook_sse_zone_t *zone,
  * An event of the zone itself, with no request behind it (a session's
  * join or leave, webhook_presence_forward): the body the caller built, to
  * each of "forwards" (constant URLs) with the settings "fcf".  One
- * webhook-id, "<prefix><epoch>-<n>", unique in the zone and the same for
- * every delivery and attempt of the event, so that receivers can tell a
- * retry from a new event.  Refused, with a warning, when the deliveries
+ * webhook-id, "<prefix><nonce>-<n>", the same for every delivery and
+ * attempt of the event, so that receivers can tell a retry from a new
+ * event: the zone's nonce (random, never adopted from Redis, unlike the
+ * epoch) keeps ids of different hosts and restarts apart.  Refused, with a warning, when the deliveries
  * waiting already take half the zone, as publishes are.
  */
 
@@ -2211,7 +2212,7 @@ ngx_http_webhook_sse_outbox_event(ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_store_lock(zone);
 
     id.data = idbuf;
-    id.len = ngx_sprintf(idbuf, "%V%uL-%uL", prefix, zone->sh->epoch,
+    id.len = ngx_sprintf(idbuf, "%V%016uxL-%uL", prefix, zone->sh->nonce,
                          ob->next_id)
              - idbuf;
 

@@ -195,16 +195,18 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
 
     /* a session is 1..256 bytes without control characters */
 
-    ngx_log_error(NGX_LOG_INFO, zone->log, 0,
-                  "webhook zone \"%V\": session \"%V\" %s, %ui streams",
-                  &zone->shm_zone->shm.name, session,
-                  transition == NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED
-                  ? "opened" : "closed", streams);
+    /* queued first: the zone decided it, nothing may come in between */
 
     if (zone->presence_forward) {
         ngx_http_webhook_sse_presence_post(zone, session, transition, streams,
                                            time);
     }
+
+    ngx_log_error(NGX_LOG_INFO, zone->log, 0,
+                  "webhook zone \"%V\": session \"%V\" %s, %ui streams",
+                  &zone->shm_zone->shm.name, session,
+                  transition == NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED
+                  ? "opened" : "closed", streams);
 
     if (stream == NULL || !stream->conf->presence_events
         || stream->request == NULL)

@@ -138,8 +138,8 @@ is($join->{body}{streams}, 1, 'it says 1 stream');
 is($join->{body}{sessionId}, 'a', 'it names the session');
 like($join->{body}{timestamp}, qr/^\d{13}$/, 'with a time in milliseconds');
 ok($join->{verified}, 'standardwebhooks verifies its signature');
-like($join->{id}, qr/^presence-\d+-\d+$/,
-     'webhook-id: presence-<zone epoch>-<n>');
+like($join->{id}, qr/^presence-[0-9a-f]{16}-\d+$/,
+     'webhook-id: presence-<zone nonce>-<n>');
 is_deeply([ sort keys %{ $join->{body} } ],
           [ qw(sessionId streams timestamp type) ],
           'the body is {"type","sessionId","streams","timestamp"}');
