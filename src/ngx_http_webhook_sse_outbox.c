@@ -2162,8 +2162,9 @@ ngx_http_webhook_sse_outbox_redrive(ngx_http_webhook_sse_zone_t *zone,
  * webhook-id, "<prefix><nonce>-<n>", the same for every delivery and
  * attempt of the event, so that receivers can tell a retry from a new
  * event: the zone's nonce (random, never adopted from Redis, unlike the
- * epoch) keeps ids of different hosts and restarts apart.  Refused, with a warning, when the deliveries
- * waiting already take half the zone, as publishes are.
+ * epoch) keeps ids of different hosts and restarts apart.  Refused,
+ * with a warning, when the deliveries waiting already take half the zone,
+ * as publishes are.
  */
 
 void
