@@ -193,14 +193,14 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
 {
     ngx_str_t  sse, json;
 
-    /* a session is 1..256 bytes without control characters */
-
     /* queued first: the zone decided it, nothing may come in between */
 
     if (zone->presence_forward) {
         ngx_http_webhook_sse_presence_post(zone, session, transition, streams,
                                            time);
     }
+
+    /* a session is 1..256 bytes without control characters */
 
     ngx_log_error(NGX_LOG_INFO, zone->log, 0,
                   "webhook zone \"%V\": session \"%V\" %s, %ui streams",
