@@ -22,6 +22,9 @@
 #define NGX_HTTP_WEBHOOK_SSE_RETRY_MAX       16
 #define NGX_HTTP_WEBHOOK_SSE_ALLOW_MAX       16
 
+/* URLs of one zone's webhook_presence_forward */
+#define NGX_HTTP_WEBHOOK_SSE_EVENT_URLS_MAX  16
+
 #define NGX_HTTP_WEBHOOK_SSE_FORMAT_EVENT         0
 #define NGX_HTTP_WEBHOOK_SSE_FORMAT_CONVERSATION  1
 
@@ -65,6 +68,16 @@ typedef struct {
     /* webhook_callbacks */
     ngx_shm_zone_t              *callbacks;
 } ngx_http_webhook_sse_forward_conf_t;
+
+
+/*
+ * webhook_presence_forward: where a zone's joins and leaves are POSTed,
+ * with the http block's webhook_forward_* settings
+ */
+typedef struct {
+    ngx_array_t                 *forwards;
+    ngx_http_webhook_sse_forward_conf_t  *conf;
+} ngx_http_webhook_sse_presence_forward_t;
 
 
 /* the limits a configuration sets on an endpoint of a constant URL */
@@ -127,6 +140,9 @@ char *ngx_http_webhook_sse_forward_certificate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_webhook_sse_callbacks(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_webhook_sse_presence_forward(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_webhook_sse_presence_forward_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_webhook_sse_forward_endpoint(u_char *url, size_t len,
     ngx_str_t *endpoint, ngx_uint_t *plain);
 ngx_int_t ngx_http_webhook_sse_forward_key(ngx_str_t *value, ngx_str_t *key,
@@ -163,6 +179,9 @@ ngx_int_t ngx_http_webhook_sse_outbox_callback(
     ngx_str_t *secret);
 ngx_int_t ngx_http_webhook_sse_outbox_unregister(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session);
+void ngx_http_webhook_sse_outbox_event(ngx_http_webhook_sse_zone_t *zone,
+    ngx_array_t *forwards, ngx_http_webhook_sse_forward_conf_t *fcf,
+    ngx_str_t *prefix, ngx_str_t *body);
 ngx_uint_t ngx_http_webhook_sse_outbox_redrive(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *endpoint);
 ngx_int_t ngx_http_webhook_sse_outbox_status(ngx_http_request_t *r,

@@ -930,3 +930,223 @@ ngx_http_webhook_sse_public_addr(struct sockaddr *sa)
 
     return 0;
 }
+
+
+/*
+ * webhook_presence_forward ZONE URL [secret=..]: a session's join and
+ * leave belong to the zone, not to a location, and a leave comes with no
+ * request (a grace period's end, a killed worker's streams): the URL is a
+ * constant, kept with the zone, and the http block's webhook_forward_*
+ * settings apply to it.
+ */
+
+char *
+ngx_http_webhook_sse_presence_forward(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
+
+    char                                     *rv;
+    ngx_str_t                                *value, s, secret, name;
+    ngx_uint_t                                i, plain;
+    ngx_http_webhook_sse_zone_t              *zone, **zones;
+    ngx_http_webhook_sse_forward_t           *fwd;
+    ngx_http_webhook_sse_main_conf_t         *wmcf;
+    ngx_http_webhook_sse_presence_forward_t  *pf;
+
+    value = cf->args->elts;
+
+    zone = NULL;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
+    zones = wmcf->zones.elts;
+
+    for (i = 0; i < wmcf->zones.nelts; i++) {
+        name = zones[i]->shm_zone->shm.name;
+
+        if (name.len == value[1].len
+            && ngx_strncmp(name.data, value[1].data, name.len) == 0)
+        {
+            zone = zones[i];
+            break;
+        }
+    }
+
+    if (zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V: no webhook_zone \"%V\" defined before it",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    pf = zone->presence_forward;
+
+    if (pf == NULL) {
+        pf = ngx_pcalloc(cf->pool,
+                         sizeof(ngx_http_webhook_sse_presence_forward_t));
+        if (pf == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        pf->forwards = ngx_array_create(cf->pool, 2,
+                                      sizeof(ngx_http_webhook_sse_forward_t));
+        if (pf->forwards == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the http block's settings, complete once the block is read */
+        pf->conf = wlcf->forward;
+
+        zone->presence_forward = pf;
+    }
+
+    if (pf->forwards->nelts == NGX_HTTP_WEBHOOK_SSE_EVENT_URLS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V: more than %d URLs for zone \"%V\"",
+                           &cmd->name, NGX_HTTP_WEBHOOK_SSE_EVENT_URLS_MAX,
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    fwd = ngx_array_push(pf->forwards);
+    if (fwd == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(fwd, sizeof(ngx_http_webhook_sse_forward_t));
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            rv = ngx_http_webhook_sse_conf_secret(cf, &cmd->name, &s,
+                                                  &secret);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            if (ngx_http_webhook_sse_forward_key(&secret, &fwd->secret,
+                                                 cf->pool)
+                != NGX_OK)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "%V: a \"whsec_\" secret must be base64 "
+                                   "of 1 to %d bytes", &cmd->name,
+                                   NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_script_variables_count(&value[2]) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %V URL \"%V\": an absolute http:// or "
+                           "https:// URL without variables is needed (a "
+                           "close comes with no request to evaluate them)",
+                           &cmd->name, &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    fwd->url.value = value[2];
+
+    fwd->endpoint.data = ngx_pnalloc(cf->pool,
+                                     NGX_HTTP_WEBHOOK_SSE_ENDPOINT_MAX);
+    if (fwd->endpoint.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_webhook_sse_forward_endpoint(value[2].data, value[2].len,
+                                              &fwd->endpoint, &plain)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %V URL \"%V\": an absolute http:// or "
+                           "https:// URL without variables is needed",
+                           &cmd->name, &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_webhook_sse_forwarding = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Once the configuration is read: the webhook_forward_* settings of the
+ * http block, their defaults where unset, for each zone's presence
+ * forwards, and the limits of their endpoints.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_presence_forward_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                                i, j;
+    ngx_http_webhook_sse_zone_t             **zones;
+    ngx_http_webhook_sse_forward_t           *fwd;
+    ngx_http_webhook_sse_loc_conf_t           parent, child;
+    ngx_http_webhook_sse_main_conf_t         *wmcf;
+    ngx_http_webhook_sse_forward_limit_t     *limit;
+    ngx_http_webhook_sse_presence_forward_t  *pf;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
+    zones = wmcf->zones.elts;
+
+    for (i = 0; i < wmcf->zones.nelts; i++) {
+        pf = zones[i]->presence_forward;
+
+        if (pf == NULL) {
+            continue;
+        }
+
+        ngx_memzero(&parent, sizeof(ngx_http_webhook_sse_loc_conf_t));
+        ngx_memzero(&child, sizeof(ngx_http_webhook_sse_loc_conf_t));
+
+        parent.forward = pf->conf;
+
+        child.forward = ngx_http_webhook_sse_forward_create_conf(cf);
+        if (child.forward == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_webhook_sse_forward_merge(cf, &parent, &child)
+            != NGX_CONF_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        pf->conf = child.forward;
+
+        if (ngx_http_webhook_sse_limits == NULL) {
+            ngx_http_webhook_sse_limits = ngx_array_create(cf->pool, 4,
+                                sizeof(ngx_http_webhook_sse_forward_limit_t));
+            if (ngx_http_webhook_sse_limits == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        fwd = pf->forwards->elts;
+
+        for (j = 0; j < pf->forwards->nelts; j++) {
+            limit = ngx_array_push(ngx_http_webhook_sse_limits);
+            if (limit == NULL) {
+                return NGX_ERROR;
+            }
+
+            limit->zone = zones[i]->shm_zone;
+            limit->endpoint = fwd[j].endpoint;
+            limit->concurrency = pf->conf->concurrency;
+            limit->interval = pf->conf->interval;
+        }
+    }
+
+    return NGX_OK;
+}

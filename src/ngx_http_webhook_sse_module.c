@@ -229,6 +229,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       0,
       NULL },
 
+    { ngx_string("webhook_presence_forward"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_webhook_sse_presence_forward,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_callbacks"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_sse_callbacks,
@@ -396,6 +403,10 @@ ngx_http_webhook_sse_init(ngx_conf_t *cf)
     }
 
     if (ngx_http_webhook_sse_secrets_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_webhook_sse_presence_forward_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -2153,3 +2153,142 @@ ngx_http_webhook_sse_outbox_redrive(ngx_http_webhook_sse_zone_t *zone,
 
     return n;
 }
+
+
+/*
+ * An event of the zone itself, with no request behind it (a session's
+ * join or leave, webhook_presence_forward): the body the caller built, to
+ * each of "forwards" (constant URLs) with the settings "fcf".  One
+ * webhook-id, "<prefix><nonce>-<n>", the same for every delivery and
+ * attempt of the event, so that receivers can tell a retry from a new
+ * event: the zone's nonce (random, never adopted from Redis, unlike the
+ * epoch) keeps ids of different hosts and restarts apart.  Refused,
+ * with a warning, when the deliveries waiting already take half the zone,
+ * as publishes are.
+ */
+
+void
+ngx_http_webhook_sse_outbox_event(ngx_http_webhook_sse_zone_t *zone,
+    ngx_array_t *forwards, ngx_http_webhook_sse_forward_conf_t *fcf,
+    ngx_str_t *prefix, ngx_str_t *body)
+{
+    u_char                           *p;
+    size_t                            size, bytes;
+    int64_t                           now, created;
+    ngx_str_t                         id;
+    ngx_uint_t                        i, n, dropped;
+    ngx_http_webhook_sse_outbox_t    *ob;
+    ngx_http_webhook_sse_forward_t   *fwd;
+    ngx_http_webhook_sse_endpoint_t  *ep;
+    ngx_http_webhook_sse_delivery_t  *d;
+    u_char                          drop[NGX_HTTP_WEBHOOK_SSE_EVENT_URLS_MAX];
+    u_char                            idbuf[64 + NGX_HTTP_WEBHOOK_SSE_ID_LEN];
+
+    ob = zone->sh->outbox;
+    fwd = forwards->elts;
+    n = ngx_min(forwards->nelts, NGX_HTTP_WEBHOOK_SSE_EVENT_URLS_MAX);
+
+    if (ob == NULL || prefix->len > 64) {
+        ngx_log_error(NGX_LOG_WARN, zone->log, 0,
+                      "webhook zone \"%V\" has no outbound queue: event "
+                      "%V not forwarded", &zone->shm_zone->shm.name, body);
+        return;
+    }
+
+    /* a word read at once, without the lock: the bound is not exact */
+    bytes = ob->bytes;
+
+    if (bytes >= zone->shm_zone->shm.size / 2) {
+        ngx_log_error(NGX_LOG_WARN, zone->log, 0,
+                      "webhook zone \"%V\": deliveries waiting take %uz "
+                      "bytes, half the zone: event %V not forwarded",
+                      &zone->shm_zone->shm.name, bytes, body);
+        return;
+    }
+
+    created = ngx_http_webhook_sse_outbox_usec();
+    now = ngx_http_webhook_sse_now();
+    dropped = 0;
+
+    ngx_http_webhook_sse_store_lock(zone);
+
+    id.data = idbuf;
+    id.len = ngx_sprintf(idbuf, "%V%016uxL-%uL", prefix, zone->sh->nonce,
+                         ob->next_id)
+             - idbuf;
+
+    for (i = 0; i < n; i++) {
+        drop[i] = 1;
+
+        ep = ngx_http_webhook_sse_outbox_endpoint(zone, &fwd[i].endpoint);
+        if (ep == NULL) {
+            dropped++;
+            continue;
+        }
+
+        ep->concurrency = fcf->concurrency;
+        ep->interval = fcf->interval;
+
+        size = offsetof(ngx_http_webhook_sse_delivery_t, data)
+               + fwd[i].url.value.len + fwd[i].secret.len + id.len
+               + body->len + fcf->trusted_certificate.len;
+
+        d = ngx_http_webhook_sse_outbox_alloc(zone, size);
+        if (d == NULL) {
+            ep->dropped++;
+            dropped++;
+            continue;
+        }
+
+        drop[i] = 0;
+
+        ngx_memzero(d, offsetof(ngx_http_webhook_sse_delivery_t, data));
+
+        d->node.key = (ngx_rbtree_key_t) ob->next_id++;
+        d->endpoint = ep;
+        d->created = created;
+        d->due = now;
+        d->state = NGX_HTTP_WEBHOOK_SSE_QUEUED;
+        d->timeout = fcf->timeout;
+        d->nretry = fcf->retry->nelts;
+        ngx_memcpy(d->retry, fcf->retry->elts,
+                   fcf->retry->nelts * sizeof(ngx_msec_t));
+
+        d->size = size;
+        d->url_len = fwd[i].url.value.len;
+        d->secret_len = fwd[i].secret.len;
+        d->id_len = id.len;
+        d->body_len = body->len;
+        d->ca_len = fcf->trusted_certificate.len;
+
+        p = d->data;
+        p = ngx_cpymem(p, fwd[i].url.value.data, fwd[i].url.value.len);
+        p = ngx_cpymem(p, fwd[i].secret.data, fwd[i].secret.len);
+        p = ngx_cpymem(p, id.data, id.len);
+        p = ngx_cpymem(p, body->data, body->len);
+        ngx_memcpy(p, fcf->trusted_certificate.data,
+                   fcf->trusted_certificate.len);
+
+        ngx_rbtree_insert(&ob->deliveries, &d->node);
+        ngx_queue_insert_tail(&ep->queued, &d->queue);
+        ep->nqueued++;
+        ob->waiting++;
+        ob->bytes += size;
+    }
+
+    ngx_http_webhook_sse_store_unlock(zone);
+
+    for (i = 0; i < n; i++) {
+        if (drop[i]) {
+            ngx_log_error(NGX_LOG_WARN, zone->log, 0,
+                          "webhook zone \"%V\" has no room: event \"%V\" "
+                          "not forwarded to %V", &zone->shm_zone->shm.name,
+                          &id, &fwd[i].endpoint);
+        }
+    }
+
+    if (n > dropped) {
+        ngx_http_webhook_sse_outbox_kick(
+                                 ngx_http_webhook_sse_outbox_courier(zone));
+    }
+}

@@ -34,6 +34,9 @@ static void ngx_http_webhook_sse_presence_announce(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_stream_t *stream,
     ngx_str_t *session, ngx_uint_t transition, ngx_uint_t streams,
     int64_t time);
+static void ngx_http_webhook_sse_presence_post(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session,
+    ngx_uint_t transition, ngx_uint_t streams, int64_t time);
 static ngx_int_t ngx_http_webhook_sse_presence_event(ngx_pool_t *pool,
     ngx_str_t *key, ngx_str_t *session, ngx_uint_t transition,
     ngx_uint_t streams, int64_t time, ngx_str_t *sse, ngx_str_t *json);
@@ -176,15 +179,11 @@ ngx_http_webhook_sse_presence_timer(ngx_event_t *ev)
 /*
  * A session opened or closed: the one place both transitions pass, once
  * per transition in the whole zone (the zone decided it under its lock),
- * in the worker that saw it, after the zone was unlocked.  The log has it
- * and, with webhook_presence_events on, the stream that opened the
- * session gets the event.
- *
- * HOOK for outbound join/leave POSTs (webhook_forward ... events=presence):
- * enqueue a delivery here, for every transition, with the JSON object
- * ngx_http_webhook_sse_presence_event() builds ("json"; allocate it from
- * the delivery's own memory: "stream" is NULL for a close, which comes
- * from the grace timer with no request).  Nothing else needs to change.
+ * in the worker that saw it, after the zone was unlocked.  The log has it;
+ * with webhook_presence_forward the zone's outbound queue gets the event
+ * for its URLs; with webhook_presence_events on, the stream that opened
+ * the session gets it.  "stream" is NULL for a close, which comes from the
+ * grace timer with no request.
  */
 
 static void
@@ -193,6 +192,13 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
     ngx_uint_t transition, ngx_uint_t streams, int64_t time)
 {
     ngx_str_t  sse, json;
+
+    /* queued first: the zone decided it, nothing may come in between */
+
+    if (zone->presence_forward) {
+        ngx_http_webhook_sse_presence_post(zone, session, transition, streams,
+                                           time);
+    }
 
     /* a session is 1..256 bytes without control characters */
 
@@ -220,6 +226,58 @@ ngx_http_webhook_sse_presence_announce(ngx_http_webhook_sse_zone_t *zone,
         ngx_log_error(NGX_LOG_ALERT, zone->log, 0,
                       "webhook presence: no memory for an event");
     }
+}
+
+
+/*
+ * The event to the zone's webhook_presence_forward URLs: the same JSON
+ * object as on the stream, the session always under "sessionId" (no
+ * location says otherwise), queued in the zone like a message's
+ * deliveries, so that it is retried, survives a reload and is made by
+ * another worker should this one be killed.
+ */
+
+static void
+ngx_http_webhook_sse_presence_post(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_uint_t transition, ngx_uint_t streams,
+    int64_t time)
+{
+    ngx_str_t                                 sse, json;
+    ngx_pool_t                               *pool;
+    ngx_http_webhook_sse_presence_forward_t  *pf;
+
+    static ngx_str_t  key = ngx_string("sessionId");
+    static ngx_str_t  prefix = ngx_string("presence-");
+
+    pf = zone->presence_forward;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, zone->log);
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    if (ngx_http_webhook_sse_presence_event(pool, &key, session, transition,
+                                            streams, time, &sse, &json)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        goto failed;
+    }
+
+    ngx_http_webhook_sse_outbox_event(zone, pf->forwards, pf->conf, &prefix,
+                                      &json);
+
+    ngx_destroy_pool(pool);
+
+    return;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, zone->log, 0,
+                  "webhook_presence_forward: no memory: session \"%V\" %s "
+                  "not forwarded", session,
+                  transition == NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED
+                  ? "opened" : "closed");
 }
 
 

@@ -167,6 +167,9 @@ typedef struct {
 
     /* webhook_zone ... persist=PATH, empty when not */
     ngx_str_t                        persist;
+
+    /* webhook_presence_forward, NULL when none */
+    void                            *presence_forward;
 } ngx_http_webhook_sse_zone_t;
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/perl
 
 # conf/presence.conf, run as it is: presence of a session's streams
-# (guarded by the secret from the environment), history as JSON, and the
-# session_opened event on the first stream.
+# (guarded by the secret from the environment), history as JSON, the
+# session_opened event on the first stream, and the session's open and
+# close POSTed to the backend on 127.0.0.1:9000 (here the Flask receiver of
+# the tests), signed with FORWARD_SECRET.
 
 use strict;
 use warnings;
@@ -11,12 +13,21 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
+use Time::HiRes qw(time);
 use WebhookSSE::Test;
+use WebhookSSE::Receiver;
 
 my $SECRET = 'env-s3cret-' . $$;
+my $FORWARD_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+
+my $probe = WebhookSSE::Test->new;
+my $rcv = WebhookSSE::Receiver->start(python => $probe->dir,
+                                      secret => $FORWARD_SECRET);
 
 my $t = WebhookSSE::Test->example('presence.conf',
-                                  env => { WEBHOOK_SECRET => $SECRET })
+                                  ports => { 9000 => $rcv->port },
+                                  env => { WEBHOOK_SECRET => $SECRET,
+                                           FORWARD_SECRET => $FORWARD_SECRET })
         ->start;
 
 sub presence
@@ -70,12 +81,27 @@ is_deeply([ map { $_->{message} } @{ $r->{json}{events} } ], [ 'm3' ],
           'history: the rest after it');
 is($r->{json}{next}, undef, 'history: nothing more');
 
+my @got = $rcv->wait_requests(sub { @_ >= 1 }, 15);
+is(scalar @got, 1, 'the backend got one event for the two windows');
+is($got[0]{path}, '/hooks/presence', 'at its URL');
+ok($got[0]{verified}, 'signed with FORWARD_SECRET');
+is($got[0]{body}{type}, 'session_opened', 'session_opened');
+is($got[0]{body}{sessionId}, 'abc123', 'of abc123');
+
+my $t_close = time;
 $_->close for @s;
 
 ok(WebhookSSE::Test::wait_until(sub {
        (presence('abc123', 'X-Webhook-Secret' => $SECRET)->{json}{streams}
         // -1) == 0 }, 10),
    'nobody reads abc123 any more');
+
+@got = $rcv->wait_requests(sub { @_ >= 2 }, 25);
+is($got[1] && $got[1]{body}{type}, 'session_closed',
+   'the backend gets session_closed');
+cmp_ok($got[1] && $got[1]{t}, '>=', $t_close + 5 - 0.01,
+       'after the 5 s grace period');
+ok($got[1] && $got[1]{verified}, 'signed');
 
 $t->stop;
 

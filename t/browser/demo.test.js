@@ -7,7 +7,8 @@
  * sessions apart, and resumes after the server drops its stream (reload,
  * kill -9) with every message exactly once, over SSE, WebSocket and
  * long-polling, and shows how many windows have its session open
- * (presence).  Screenshots, light and dark,
+ * (presence), while a backend gets one signed join and one leave per
+ * session (webhook_presence_forward).  Screenshots, light and dark,
  * go to build/browser/ (BROWSER_SHOTS_DIR).
  *
  * Run: make test-browser (or: cd t/browser && npm ci && npm test).
@@ -17,6 +18,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
+const http = require('node:http');
 const { test, before, after } = require('node:test');
 
 const { chromium } = require('playwright-core');
@@ -33,9 +35,82 @@ let server = null;
 let browser = null;
 let failed = false;
 
+/*
+ * The backend of webhook_presence_forward: every POST, its Standard
+ * Webhooks signature checked here with node:crypto (the Perl tests check
+ * them with the npm standardwebhooks package and Python's hmac).
+ */
+const PRESENCE_SECRET = 'whsec_' + crypto.randomBytes(24).toString('base64');
+const posts = [];
+let backend = null;
+
+function verify(id, ts, body, signature) {
+    const key = Buffer.from(PRESENCE_SECRET.slice(6), 'base64');
+    const mac = crypto.createHmac('sha256', key)
+                      .update(`${id}.${ts}.${body}`).digest('base64');
+    return (signature || '').split(' ').includes(`v1,${mac}`);
+}
+
+function startBackend() {
+    backend = http.createServer((req, res) => {
+        const chunks = [];
+        req.on('data', (c) => chunks.push(c));
+        req.on('end', () => {
+            const body = Buffer.concat(chunks).toString('utf8');
+            const id = req.headers['webhook-id'];
+            posts.push({
+                t: Date.now(), path: req.url, id,
+                verified: verify(id, req.headers['webhook-timestamp'], body,
+                                 req.headers['webhook-signature']),
+                body: JSON.parse(body),
+            });
+            res.end();
+        });
+    });
+
+    return new Promise((resolve) => {
+        backend.listen(0, '127.0.0.1', () => resolve(backend.address().port));
+    });
+}
+
+/*
+ * The events the backend got for a session, of a type, each once: an
+ * attempt of a killed worker may have reached the backend and is made
+ * again under the same webhook-id (delivery is at least once).
+ */
+function presencePosts(session, type) {
+    const seen = new Set();
+    return posts.filter((p) => p.body.sessionId === session
+                               && (!type || p.body.type === type)
+                               && !seen.has(p.id) && seen.add(p.id));
+}
+
+async function waitPosts(session, type, n, ms) {
+    const end = Date.now() + ms;
+    while (presencePosts(session, type).length < n) {
+        if (Date.now() > end) {
+            throw new Error(`the backend did not get ${n} ${type} of `
+                            + `${session} within ${ms} ms`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+    }
+}
+
 
 before(async () => {
-    server = await startNginx();
+    const port = await startBackend();
+
+    /*
+     * One attempt at a time: the backend gets the events in queue order.
+     * An attempt of a killed worker holds the endpoint until its lease
+     * ends (the timeout and 2 s).
+     */
+    server = await startNginx({ http: `
+    webhook_presence_forward chat http://127.0.0.1:${port}/presence
+                             secret=${PRESENCE_SECRET};
+    webhook_forward_rate off;
+    webhook_forward_concurrency 1;
+    webhook_forward_timeout 3s;` });
 
     browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -52,6 +127,11 @@ before(async () => {
 after(async () => {
     if (browser) {
         await browser.close();
+    }
+
+    if (backend) {
+        backend.close();
+        backend.closeAllConnections();
     }
 
     if (server) {
@@ -668,6 +748,10 @@ async function dropAndResume(drop, opt = {}) {
     const s = page.sessionId;
     const t = tag();
 
+    if (!opt.longpoll) {
+        await waitPosts(s, 'session_opened', 1, WAIT);
+    }
+
     const first = await publish({ message: `before ${t}`, sessionId: s });
     await bubble(page, `before ${t}`).waitFor({ timeout: WAIT });
 
@@ -711,6 +795,14 @@ async function dropAndResume(drop, opt = {}) {
         assert.equal(counts[id], 1, `message ${id} sent once on the wire`);
     }
 
+    /* back within the grace period: nothing more for the backend */
+    if (!opt.longpoll) {
+        await marker();
+        assert.deepEqual(presencePosts(s).map((p) => p.body.type),
+                         ['session_opened'],
+                         'the backend got one join and no leave');
+    }
+
     const streams = await page.evaluate(() => window.__raw.filter(
         (e) => JSON.parse(e.data).type === 'connected').length);
     assert.equal(streams, opt.longpoll ? 0 : 2,
@@ -726,8 +818,23 @@ async function dropAndResume(drop, opt = {}) {
 }
 
 
+/*
+ * A window of a new session opens and closes: once the
+ * backend has its events, it has every event queued before them (one
+ * attempt at a time, in queue order; a close is queued when its grace
+ * period ends, and the marker's ends last).
+ */
+async function marker() {
+    const m = await openPage();
+    await waitPosts(m.sessionId, 'session_opened', 1, WAIT);
+    await m.context().close();
+    await waitPosts(m.sessionId, 'session_closed', 1, 5000 + WAIT);
+}
+
+
 step('the page shows how many windows have its session open, on every '
-     + 'window, as they open and close', async () => {
+     + 'window, as they open and close; the backend gets one join and one '
+     + 'leave (webhook_presence_forward)', async () => {
     const a = await openPage();
     const seen = (page, n) => page.locator(`#presence[data-streams="${n}"]`)
                                   .waitFor({ timeout: WAIT });
@@ -759,6 +866,8 @@ step('the page shows how many windows have its session open, on every '
     assert.equal(json.streams, 3, 'the server counts 3 streams');
     assert.ok(json.since <= Date.now(), 'since the first window opened');
 
+    await waitPosts(a.sessionId, 'session_opened', 1, WAIT);
+
     await c.context().close();
     await seen(a, 2);
     await seen(b, 2);
@@ -772,32 +881,61 @@ step('the page shows how many windows have its session open, on every '
     await a.locator('#secret').fill(SECRET);
     await seen(a, 1);
 
+    /* a page reload: its stream ends and comes back within the grace */
+    await a.reload({ timeout: WAIT });
+    await a.locator('#state[data-state="connected"]')
+           .waitFor({ timeout: WAIT });
+    assert.equal(await a.locator('#session').textContent(), a.sessionId,
+                 'the same session after the page reload');
+    await seen(a, 1);
+
+    await marker();
+    assert.equal(presencePosts(a.sessionId).length, 1,
+                 'three windows and a page reload: one join, no leave');
+
     assert.deepEqual(a.errors, [], 'no script errors');
+    const closed = Date.now();
     await a.context().close();
+
+    await waitPosts(a.sessionId, 'session_closed', 1, 5000 + WAIT);
+    await marker();
+
+    const [opened, leave] = presencePosts(a.sessionId);
+    assert.equal(presencePosts(a.sessionId).length, 2, 'then one leave');
+    assert.equal(opened.body.type, 'session_opened');
+    assert.equal(opened.body.streams, 1);
+    assert.equal(leave.body.type, 'session_closed');
+    assert.equal(leave.body.streams, 0);
+    assert.ok(leave.t >= closed + 5000,
+              'the leave comes after the 5 s grace period');
+    assert.ok(opened.verified && leave.verified, 'both signed');
+    assert.notEqual(opened.id, leave.id, 'each with its own webhook-id');
 });
 
 
 step('nginx -s reload drops the stream; the page resumes, no duplicate, '
-     + 'nothing missing', async () => {
+     + 'nothing missing; the backend: one join, no leave', async () => {
     await dropAndResume(() => server.reload());
 });
 
 
 step('kill -9 of the workers drops the stream; the page resumes, no '
-     + 'duplicate, nothing missing', async () => {
+     + 'duplicate, nothing missing; the backend: one join, no leave', async () => {
     await dropAndResume(() => server.killWorkers());
 });
 
 
 step('WebSocket (?transport=websocket): nginx -s reload closes with 1012; '
-     + 'the page resumes, no duplicate, nothing missing', async () => {
+     + 'the page resumes, no duplicate, nothing missing; the backend: one '
+     + 'join, no leave', async () => {
     await dropAndResume(() => server.reload(),
                         { query: '?transport=websocket', closes: [1012] });
 });
 
 
 step('WebSocket: kill -9 of the workers drops it (1006); the page resumes, '
-     + 'no duplicate, nothing missing', async () => {
+     + 'no duplicate, nothing missing; the backend: one join, no leave',
+     async () => {
     await dropAndResume(() => server.killWorkers(),
                         { query: '?transport=websocket', closes: [1006] });
 });

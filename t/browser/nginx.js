@@ -6,7 +6,8 @@
  * only its paths and port changed, the module loaded by absolute path,
  * prefix = a new temporary directory, stopped through its pid file.
  *
- *     const server = await startNginx();
+ *     const server = await startNginx({ http: 'lines' });
+ *                                  (http: added after the zone, optional)
  *     server.url('/')  server.port  server.workerPids()
  *     await server.reload()        (returns the old worker pids)
  *     server.killWorkers()         (kill -9; the master starts new ones)
@@ -93,7 +94,7 @@ function connects(port) {
  * running with the repository's run/ paths or on port 8080.
  */
 
-function deriveConfig(text, dir, port) {
+function deriveConfig(text, dir, port, http) {
     const edits = [
         [/^load_module\s+\S+;/m, `load_module ${MODULE};`],
         [/^pid\s+\S+;/m, `pid ${dir}/nginx.pid;`],
@@ -106,6 +107,12 @@ function deriveConfig(text, dir, port) {
     for (const t of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) {
         edits.push([new RegExp(`\\b${t}_temp_path\\s+\\S+;`),
                     `${t}_temp_path ${dir}/tmp/${t};`]);
+    }
+
+    /* the test's own http-level lines, after the zone they name */
+    if (http) {
+        edits.push([/^(\s*webhook_zone\s+zone=chat:[^;]*;)$/m,
+                    `$1\n${http}`]);
     }
 
     for (const [re, to] of edits) {
@@ -311,7 +318,7 @@ function killNow(pid) {
 }
 
 
-async function startNginx() {
+async function startNginx(opt = {}) {
     if (!fs.existsSync(MODULE)) {
         throw new Error(`module not built: ${MODULE} (run make build)`);
     }
@@ -327,7 +334,7 @@ async function startNginx() {
     const port = await freePort();
     const server = new Nginx(dir, port);
 
-    fs.writeFileSync(server.conf, deriveConfig(text, dir, port));
+    fs.writeFileSync(server.conf, deriveConfig(text, dir, port, opt.http));
 
     return server.start();
 }
