@@ -245,8 +245,15 @@ ngx_http_webhook_sse_presence_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* a GET's session is on its caller's stack: the answer may come later */
+    q->sessions = ngx_palloc(r->pool, (n ? n : 1) * sizeof(ngx_str_t));
+    if (q->sessions == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(q->sessions, sessions, n * sizeof(ngx_str_t));
+
     q->conf = wlcf;
-    q->sessions = sessions;
     q->n = n;
     q->list = list;
 
