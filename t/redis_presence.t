@@ -3,7 +3,8 @@
 # webhook_presence with webhook_redis: two nginx hosts (two workers each)
 # on one Redis; a session's streams on A and on B are counted on either
 # host (GET one session, POST many), "since" is the oldest stream of all
-# hosts; a stream's end is seen on the other host; while Redis is down a
+# hosts; a stream's end is seen on the other host; a reload of a host
+# counts no stream twice on the other; while Redis is down a
 # presence request is answered 503 JSON at once and the streams stay open;
 # once Redis is back (empty: its data is lost) the counts are right again;
 # a host stopped gracefully leaves the counts at once, a host killed with
@@ -130,6 +131,22 @@ $b1->close;
 ok(wait_count([$A, $B], 's1', 2), 'the stream on B closed: 2 on both hosts');
 my $since = presence($B, 's1')->{json}{since};
 ok($since > $pa->{since}, '"since" is now the oldest stream left (on A)');
+
+# ---- a reload of A ---------------------------------------------------------
+
+# the old workers end their streams and leave; the new ones count afresh:
+# B never counts a stream twice
+
+my @old = $A->reload;
+ok($a1->is_closed(10) && $a2->is_closed(10), 'reload of A: its streams end');
+ok(wait_count([$B], 's1', 0, $BOUND + $SLACK), 'reload of A: B counts none '
+                                                . 'of them');
+ok($A->wait_pids_gone(\@old, 10), 'reload of A: the old workers are gone');
+
+($a1) = open_stream($A, 's1');
+($a2) = open_stream($A, 's1');
+ok(wait_count([$A, $B], 's1', 2), 'the streams back on the new workers of '
+                                   . 'A: 2 on both hosts, not 4');
 
 # ---- Redis down ------------------------------------------------------------
 
