@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_stream.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 /* a new worker's first look at grace periods others left running */
@@ -30,6 +31,10 @@
 static void ngx_http_webhook_sse_presence_arm(
     ngx_http_webhook_sse_worker_t *worker, int64_t next);
 static void ngx_http_webhook_sse_presence_timer(ngx_event_t *ev);
+static void ngx_http_webhook_sse_presence_cluster(
+    ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
+    ngx_http_webhook_sse_presence_change_t *change);
 static void ngx_http_webhook_sse_presence_announce(
     ngx_http_webhook_sse_zone_t *zone, ngx_http_webhook_sse_stream_t *stream,
     ngx_str_t *session, ngx_uint_t transition, ngx_uint_t streams,
@@ -80,6 +85,10 @@ ngx_http_webhook_sse_presence_changed(ngx_http_webhook_sse_worker_t *worker,
     ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
     ngx_http_webhook_sse_presence_change_t *change)
 {
+    if (worker->zone->redis && session->len) {
+        ngx_http_webhook_sse_presence_cluster(worker, stream, session, change);
+    }
+
     /* closes are announced by the timer when grace periods end */
 
     if (change->transition == NGX_HTTP_WEBHOOK_SSE_PRESENCE_OPENED) {
@@ -93,6 +102,40 @@ ngx_http_webhook_sse_presence_changed(ngx_http_webhook_sse_worker_t *worker,
     {
         ngx_http_webhook_sse_presence_arm(worker, change->next_leave);
     }
+}
+
+
+/*
+ * webhook_redis: this worker's streams of the session, and when the
+ * oldest of them opened, for the presence requests of the other hosts
+ */
+
+static void
+ngx_http_webhook_sse_presence_cluster(ngx_http_webhook_sse_worker_t *worker,
+    ngx_http_webhook_sse_stream_t *stream, ngx_str_t *session,
+    ngx_http_webhook_sse_presence_change_t *change)
+{
+    ngx_http_webhook_sse_stream_t    *oldest;
+    ngx_http_webhook_sse_lchannel_t  *lc;
+
+    if (stream == NULL) {
+        ngx_http_webhook_sse_redis_stream_closed(worker->zone, session,
+                                                 change->since);
+        return;
+    }
+
+    lc = stream->channel;
+
+    if (lc == NULL) {
+        return;
+    }
+
+    /* the channel's streams are in the order they opened */
+    oldest = ngx_queue_data(ngx_queue_head(&lc->streams),
+                            ngx_http_webhook_sse_stream_t, channel_link);
+
+    ngx_http_webhook_sse_redis_stream_opened(worker->zone, session,
+                                             lc->nstreams, oldest->opened);
 }
 
 

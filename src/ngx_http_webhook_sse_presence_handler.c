@@ -2,7 +2,9 @@
 /*
  * nginx-webhook-sse: the webhook_presence location: how many streams a
  * session has open on all workers and since when (GET one session, POST
- * many), guarded like publishes.
+ * many), guarded like publishes.  With webhook_redis, the streams of the
+ * other hosts are added from Redis (ngx_http_webhook_sse_redis.c) before
+ * the answer goes out.
  */
 
 
@@ -11,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_sse_stream.h"
+#include "ngx_http_webhook_sse_redis.h"
 
 
 /* sessions one POST may ask about */
@@ -23,6 +26,16 @@ typedef struct {
 } ngx_http_webhook_sse_presence_list_t;
 
 
+/* a request's question and the answer as far as it is known */
+typedef struct {
+    ngx_http_webhook_sse_loc_conf_t       *conf;
+    ngx_str_t                             *sessions;
+    ngx_http_webhook_sse_presence_info_t  *info;
+    ngx_uint_t                             n;
+    ngx_uint_t                             list;
+} ngx_http_webhook_sse_presence_query_t;
+
+
 static ngx_int_t ngx_http_webhook_sse_presence_get(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf);
 static void ngx_http_webhook_sse_presence_body_handler(ngx_http_request_t *r);
@@ -32,6 +45,10 @@ static int ngx_http_webhook_sse_presence_item(void *data,
 static ngx_int_t ngx_http_webhook_sse_presence_answer(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *sessions,
     ngx_uint_t n, ngx_uint_t list);
+static ngx_int_t ngx_http_webhook_sse_presence_cluster(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_webhook_sse_presence_send(ngx_http_request_t *r,
+    ngx_http_webhook_sse_presence_query_t *q);
 
 
 ngx_int_t
@@ -207,8 +224,8 @@ ngx_http_webhook_sse_presence_item(void *data, const unsigned char *s,
 
 
 /*
- * {"sessionId":"X","streams":N,"since":<ms>|null}, or for a list
- * {"sessions":[..]} of those in the order asked.
+ * This host's streams from its zone; with webhook_redis, the other hosts'
+ * are added before the answer goes out (503 when Redis cannot tell).
  */
 
 static ngx_int_t
@@ -216,22 +233,104 @@ ngx_http_webhook_sse_presence_answer(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *sessions, ngx_uint_t n,
     ngx_uint_t list)
 {
-    u_char                                *body, *p;
-    size_t                                 len;
-    ngx_uint_t                             i;
-    ngx_str_t                             *key;
-    ngx_http_webhook_sse_zone_t           *zone;
-    ngx_http_webhook_sse_worker_t         *worker;
-    ngx_http_webhook_sse_presence_info_t  *info;
+    ngx_int_t                               rc;
+    ngx_http_webhook_sse_zone_t            *zone;
+    ngx_http_webhook_sse_worker_t          *worker;
+    ngx_http_webhook_sse_presence_query_t  *q;
 
     zone = wlcf->presence->data;
-    key = &wlcf->session_key;
 
-    info = ngx_palloc(r->pool, (n ? n : 1)
-                               * sizeof(ngx_http_webhook_sse_presence_info_t));
-    if (info == NULL) {
+    q = ngx_palloc(r->pool, sizeof(ngx_http_webhook_sse_presence_query_t));
+    if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* a GET's session is on its caller's stack: the answer may come later */
+    q->sessions = ngx_palloc(r->pool, (n ? n : 1) * sizeof(ngx_str_t));
+    if (q->sessions == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(q->sessions, sessions, n * sizeof(ngx_str_t));
+
+    q->conf = wlcf;
+    q->n = n;
+    q->list = list;
+
+    q->info = ngx_palloc(r->pool, (n ? n : 1)
+                         * sizeof(ngx_http_webhook_sse_presence_info_t));
+    if (q->info == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_webhook_sse_store_presence(zone, sessions, q->info, n);
+
+    /* a grace period left by a worker gone meanwhile ends here too */
+
+    worker = ngx_http_webhook_sse_fanout_worker(zone);
+
+    if (worker) {
+        ngx_http_webhook_sse_presence_look(worker);
+    }
+
+    if (zone->redis == NULL || n == 0) {
+        return ngx_http_webhook_sse_presence_send(r, q);
+    }
+
+    rc = ngx_http_webhook_sse_redis_presence(r, zone, sessions, q->info, n,
+                                 ngx_http_webhook_sse_presence_cluster, q);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_webhook_sse_presence_cluster(r, q, NGX_ERROR);
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return rc;
+}
+
+
+/* the other hosts' streams are in, or Redis could not say */
+
+static ngx_int_t
+ngx_http_webhook_sse_presence_cluster(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_webhook_sse_presence_query_t  *q = data;
+
+    if (rc != NGX_OK) {
+        return ngx_http_webhook_sse_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "Redis is not reachable: the "
+                                               "streams on other hosts are "
+                                               "unknown");
+    }
+
+    return ngx_http_webhook_sse_presence_send(r, q);
+}
+
+
+/*
+ * {"sessionId":"X","streams":N,"since":<ms>|null}, or for a list
+ * {"sessions":[..]} of those in the order asked.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_presence_send(ngx_http_request_t *r,
+    ngx_http_webhook_sse_presence_query_t *q)
+{
+    u_char                                *body, *p;
+    size_t                                 len;
+    ngx_str_t                             *key, *sessions;
+    ngx_uint_t                             i, n;
+    ngx_http_webhook_sse_presence_info_t  *info;
+
+    key = &q->conf->session_key;
+    sessions = q->sessions;
+    info = q->info;
+    n = q->n;
 
     len = sizeof("{\"sessions\":[]}\n");
 
@@ -246,11 +345,9 @@ ngx_http_webhook_sse_presence_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_webhook_sse_store_presence(zone, sessions, info, n);
-
     p = body;
 
-    if (list) {
+    if (q->list) {
         p = ngx_cpymem(p, "{\"sessions\":[", sizeof("{\"sessions\":[") - 1);
     }
 
@@ -275,21 +372,11 @@ ngx_http_webhook_sse_presence_answer(ngx_http_request_t *r,
         }
     }
 
-    if (list) {
+    if (q->list) {
         p = ngx_cpymem(p, "]}", 2);
     }
 
     *p++ = LF;
 
-    /* a grace period left by a worker gone meanwhile ends here too */
-
-    worker = ngx_http_webhook_sse_fanout_worker(zone);
-
-    if (worker) {
-        ngx_http_webhook_sse_presence_look(worker);
-    }
-
     return ngx_http_webhook_sse_send_json(r, NGX_HTTP_OK, body, p - body);
 }
-
-

@@ -34,7 +34,10 @@
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_PUBLISH   0
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_SYNC      1
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_HOSTS     2
-#define NGX_HTTP_WEBHOOK_SSE_REDIS_SCRIPTS   3
+#define NGX_HTTP_WEBHOOK_SSE_REDIS_COUNT     3
+#define NGX_HTTP_WEBHOOK_SSE_REDIS_ALIVE     4
+#define NGX_HTTP_WEBHOOK_SSE_REDIS_PRESENCE  5
+#define NGX_HTTP_WEBHOOK_SSE_REDIS_SCRIPTS   6
 
 /* live messages held while catching up; past it the log is read again */
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_HELD_MAX  100000
@@ -46,7 +49,11 @@
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_BACKOFF_MIN   100
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_BACKOFF_MAX   3000
 
-/* how often a host reports its streams, and how long a report lives */
+/*
+ * How often a host reports its streams (and a worker its presence
+ * counts), and how long a report lives: a host or worker gone without a
+ * word leaves the cluster's figures within REPORT_TTL.
+ */
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT    2000
 #define NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT_TTL  "7000"
 
@@ -111,6 +118,8 @@ struct ngx_http_webhook_sse_redis_s {
     ngx_str_t                            key_hosts;
     ngx_str_t                            key_streams;
     ngx_str_t                            key_idempotency;
+    ngx_str_t                            key_workers;
+    ngx_str_t                            key_presence;
 
     /* worker state */
     ngx_log_t                           *log;
@@ -124,6 +133,22 @@ struct ngx_http_webhook_sse_redis_s {
     u_char                               host_id[NGX_MAXHOSTNAMELEN
                                                  + NGX_INT64_LEN + 2];
     size_t                               host_id_len;
+
+    /*
+     * presence across hosts: this worker's streams by session (counts),
+     * mirrored in the hash "<prefix>presence:<host>/<pid>" (worker_key),
+     * which lives while the worker says it is alive in "presence:workers"
+     */
+    ngx_rbtree_t                         counts;
+    ngx_rbtree_node_t                    counts_sentinel;
+    ngx_event_t                          alive;
+    ngx_str_t                            worker_key;
+    ngx_str_t                            worker_id;
+    /* bumped when the hash is written again: older replies are moot */
+    ngx_uint_t                           counts_generation;
+    /* a count did not get in: the hash is written again at the next report */
+    unsigned                             counts_lost:1;
+
     unsigned                             subscriber:1;
     unsigned                             subscribed:1;
     unsigned                             syncing:1;
@@ -135,6 +160,31 @@ struct ngx_http_webhook_sse_redis_s {
     /* publishes refused or unanswered: said once, until one succeeds */
     unsigned                             troubled:1;
 };
+
+
+/* a session's streams in this worker, for presence across hosts */
+typedef struct {
+    ngx_str_node_t                       sn;
+    ngx_uint_t                           streams;
+    int64_t                              since;
+    u_char                               data[1];
+} ngx_http_webhook_sse_redis_count_t;
+
+
+/* a presence request waiting for the other hosts' counts */
+typedef struct {
+    ngx_http_request_t                  *request;
+    ngx_http_webhook_sse_redis_t        *link;
+    ngx_event_t                          timer;
+    ngx_http_webhook_sse_presence_info_t  *info;
+    ngx_uint_t                           n;
+    ngx_http_webhook_sse_redis_presence_pt  answer;
+    void                                *data;
+    int                                  argc;
+    const char                         **argv;
+    size_t                              *argvlen;
+    unsigned                             retried:1;
+} ngx_http_webhook_sse_redis_query_t;
 
 
 /* one publish waiting for its script's reply */
@@ -204,6 +254,21 @@ static void ngx_http_webhook_sse_redis_finish(
     ngx_http_webhook_sse_redis_pub_t *pub, ngx_int_t rc);
 static void ngx_http_webhook_sse_redis_reload(
     ngx_http_webhook_sse_redis_conn_t *conn);
+static void ngx_http_webhook_sse_redis_count_send(
+    ngx_http_webhook_sse_redis_t *link, ngx_str_t *session,
+    ngx_http_webhook_sse_redis_count_t *count);
+static void ngx_http_webhook_sse_redis_count_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_webhook_sse_redis_counts_resync(
+    ngx_http_webhook_sse_redis_t *link);
+static void ngx_http_webhook_sse_redis_alive_handler(ngx_event_t *ev);
+static void ngx_http_webhook_sse_redis_alive_send(
+    ngx_http_webhook_sse_redis_t *link);
+static void ngx_http_webhook_sse_redis_leave(
+    ngx_http_webhook_sse_redis_t *link);
+static void ngx_http_webhook_sse_redis_presence_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_webhook_sse_redis_presence_timeout(ngx_event_t *ev);
 static uint64_t ngx_http_webhook_sse_redis_number(redisReply *reply);
 static ngx_uint_t ngx_http_webhook_sse_redis_level(
     ngx_http_webhook_sse_redis_t *link, ngx_uint_t level);
@@ -281,6 +346,72 @@ static char  ngx_http_webhook_sse_redis_hosts_script[] =
     "  hosts = hosts + 1\n"
     "end\n"
     "return {n, hosts}\n";
+
+/*
+ * Presence across hosts.  Each worker keeps its streams per session in
+ * its own hash (field: session, value: "<streams> <since>"), written in
+ * the order its streams open and close, and says every REPORT ms that it
+ * is alive: a sorted set of workers scored by when that news runs out.
+ * The hash expires with it; a worker that dies without a word leaves the
+ * counts within REPORT_TTL.
+ *
+ * count (KEYS: the worker's hash; ARGV: session, value or "" to remove,
+ * TTL ms)
+ */
+
+static char  ngx_http_webhook_sse_redis_count_script[] =
+    "#!lua flags=allow-oom\n"
+    "if ARGV[2] == '' then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "return 0\n";
+
+/* alive (KEYS: the workers' set, the worker's hash; ARGV: worker, TTL ms) */
+
+static char  ngx_http_webhook_sse_redis_alive_script[] =
+    "#!lua flags=allow-oom\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+    "return 0\n";
+
+/*
+ * presence (KEYS: the workers' set; ARGV: this host's "<host>/" whose
+ * workers are left out (the asking host counts its own from its zone),
+ * the hashes' prefix, then the sessions): {streams, since} per session,
+ * summed over the live workers of the other hosts.
+ */
+
+static char  ngx_http_webhook_sse_redis_presence_script[] =
+    "#!lua flags=no-writes\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local n = #ARGV - 2\n"
+    "local out = {}\n"
+    "for i = 1, 2 * n do out[i] = 0 end\n"
+    "for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf'))"
+    " do\n"
+    "  if string.sub(w, 1, #ARGV[1]) ~= ARGV[1] then\n"
+    "    local v = redis.call('HMGET', ARGV[2] .. w, unpack(ARGV, 3))\n"
+    "    for i = 1, n do\n"
+    "      if v[i] then\n"
+    "        local c, s = string.match(v[i], '^(%d+) (%d+)$')\n"
+    "        c = tonumber(c)\n"
+    "        s = tonumber(s)\n"
+    "        if c and c > 0 then\n"
+    "          out[2 * i - 1] = out[2 * i - 1] + c\n"
+    "          if out[2 * i] == 0 or s < out[2 * i] then out[2 * i] = s end\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 static ngx_str_t  ngx_http_webhook_sse_redis_scripts[
                                          NGX_HTTP_WEBHOOK_SSE_REDIS_SCRIPTS];
@@ -445,6 +576,12 @@ ngx_http_webhook_sse_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
            != NGX_OK
         || ngx_http_webhook_sse_redis_key(cf, link, &link->key_idempotency,
                                           "key:")
+           != NGX_OK
+        || ngx_http_webhook_sse_redis_key(cf, link, &link->key_workers,
+                                          "presence:workers")
+           != NGX_OK
+        || ngx_http_webhook_sse_redis_key(cf, link, &link->key_presence,
+                                          "presence:")
            != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -648,6 +785,21 @@ ngx_http_webhook_sse_redis_init_process(ngx_cycle_t *cycle,
             ngx_sprintf(ngx_http_webhook_sse_redis_scripts[2].data, "%s",
                         ngx_http_webhook_sse_redis_hosts_script)
             - ngx_http_webhook_sse_redis_scripts[2].data;
+
+        ngx_http_webhook_sse_redis_scripts[3].len =
+            ngx_sprintf(ngx_http_webhook_sse_redis_scripts[3].data, "%s",
+                        ngx_http_webhook_sse_redis_count_script)
+            - ngx_http_webhook_sse_redis_scripts[3].data;
+
+        ngx_http_webhook_sse_redis_scripts[4].len =
+            ngx_sprintf(ngx_http_webhook_sse_redis_scripts[4].data, "%s",
+                        ngx_http_webhook_sse_redis_alive_script)
+            - ngx_http_webhook_sse_redis_scripts[4].data;
+
+        ngx_http_webhook_sse_redis_scripts[5].len =
+            ngx_sprintf(ngx_http_webhook_sse_redis_scripts[5].data, "%s",
+                        ngx_http_webhook_sse_redis_presence_script)
+            - ngx_http_webhook_sse_redis_scripts[5].data;
     }
 
     link->log = cycle->log;
@@ -660,6 +812,32 @@ ngx_http_webhook_sse_redis_init_process(ngx_cycle_t *cycle,
                                      ngx_process == NGX_PROCESS_SINGLE
                                      ? ngx_pid : getppid())
                         - link->host_id;
+
+    /* "<prefix>presence:" "<host>/<pid>", the second part the worker's id */
+
+    link->worker_key.data = ngx_alloc(link->key_presence.len
+                                      + link->host_id_len + 1 + NGX_INT64_LEN,
+                                      cycle->log);
+    if (link->worker_key.data == NULL) {
+        return;
+    }
+
+    link->worker_key.len = ngx_sprintf(link->worker_key.data, "%V%*s/%P",
+                                       &link->key_presence,
+                                       link->host_id_len, link->host_id,
+                                       ngx_pid)
+                           - link->worker_key.data;
+
+    link->worker_id.data = link->worker_key.data + link->key_presence.len;
+    link->worker_id.len = link->worker_key.len - link->key_presence.len;
+
+    ngx_rbtree_init(&link->counts, &link->counts_sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    link->alive.handler = ngx_http_webhook_sse_redis_alive_handler;
+    link->alive.data = link;
+    link->alive.log = cycle->log;
+    link->alive.cancelable = 1;
 
     link->cmd.link = link;
     link->cmd.role = "commands";
@@ -716,6 +894,12 @@ ngx_http_webhook_sse_redis_exit_process(ngx_http_webhook_sse_zone_t *zone)
     if (link->report.timer_set) {
         ngx_del_timer(&link->report);
     }
+
+    if (link->alive.timer_set) {
+        ngx_del_timer(&link->alive);
+    }
+
+    ngx_http_webhook_sse_redis_leave(link);
 
     if (link->cmd.ac) {
         ac = link->cmd.ac;
@@ -954,6 +1138,10 @@ ngx_http_webhook_sse_redis_conn_ready(ngx_http_webhook_sse_redis_conn_t *conn)
                       "webhook redis \"%V\": %s connection to %V is back",
                       &link->zone->shm_zone->shm.name, conn->role,
                       &link->url);
+    }
+
+    if (conn == &link->cmd) {
+        ngx_http_webhook_sse_redis_counts_resync(link);
     }
 
     if (!link->subscriber) {
@@ -2172,4 +2360,535 @@ ngx_http_webhook_sse_redis_prometheus(ngx_http_webhook_sse_zone_t *zone,
                         name, link->shared->up ? 1 : 0,
                         name, link->shared->cluster_hosts,
                         name, link->shared->cluster_streams);
+}
+
+
+/*
+ * Presence across hosts: this worker's streams of a session changed
+ * (presence.c, for every stream start and end of a session).  The count
+ * in worker memory is the truth; the worker's hash in Redis follows it in
+ * order on the command connection, and is written whole again when that
+ * connection is (re)made.
+ */
+
+void
+ngx_http_webhook_sse_redis_stream_opened(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, ngx_uint_t streams, int64_t since)
+{
+    uint32_t                             hash;
+    ngx_http_webhook_sse_redis_t        *link;
+    ngx_http_webhook_sse_redis_count_t  *count;
+
+    link = zone->redis;
+
+    if (link->worker_key.data == NULL || link->exiting) {
+        return;
+    }
+
+    hash = ngx_crc32_short(session->data, session->len);
+
+    count = (ngx_http_webhook_sse_redis_count_t *)
+                ngx_str_rbtree_lookup(&link->counts, session, hash);
+
+    if (count == NULL) {
+        count = ngx_alloc(sizeof(ngx_http_webhook_sse_redis_count_t)
+                          + session->len, link->log);
+        if (count == NULL) {
+            return;
+        }
+
+        count->sn.node.key = hash;
+        count->sn.str.len = session->len;
+        count->sn.str.data = count->data;
+        ngx_memcpy(count->data, session->data, session->len);
+
+        ngx_rbtree_insert(&link->counts, &count->sn.node);
+    }
+
+    count->streams = streams;
+    count->since = since;
+
+    ngx_http_webhook_sse_redis_count_send(link, session, count);
+}
+
+
+/* "since": when the oldest stream left opened, 0 when none is left */
+
+void
+ngx_http_webhook_sse_redis_stream_closed(ngx_http_webhook_sse_zone_t *zone,
+    ngx_str_t *session, int64_t since)
+{
+    ngx_http_webhook_sse_redis_t        *link;
+    ngx_http_webhook_sse_redis_count_t  *count;
+
+    link = zone->redis;
+
+    if (link->worker_key.data == NULL || link->exiting) {
+        return;
+    }
+
+    count = (ngx_http_webhook_sse_redis_count_t *)
+                ngx_str_rbtree_lookup(&link->counts, session,
+                                      ngx_crc32_short(session->data,
+                                                      session->len));
+    if (count == NULL) {
+        return;
+    }
+
+    if (since == 0) {
+        ngx_rbtree_delete(&link->counts, &count->sn.node);
+        ngx_free(count);
+
+        ngx_http_webhook_sse_redis_count_send(link, session, NULL);
+        return;
+    }
+
+    if (count->streams > 1) {
+        count->streams--;
+    }
+
+    count->since = since;
+
+    ngx_http_webhook_sse_redis_count_send(link, session, count);
+}
+
+
+/* one session's count into the worker's hash; NULL: none left */
+
+static void
+ngx_http_webhook_sse_redis_count_send(ngx_http_webhook_sse_redis_t *link,
+    ngx_str_t *session, ngx_http_webhook_sse_redis_count_t *count)
+{
+    u_char       value[NGX_INT_T_LEN + NGX_INT64_LEN + 1];
+    const char  *argv[7];
+    size_t       argvlen[7];
+
+    if (!link->cmd.ready || link->cmd.ac == NULL) {
+        /* written whole when the connection is back */
+        return;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_COUNT];
+    argvlen[1] = 40;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) link->worker_key.data;
+    argvlen[3] = link->worker_key.len;
+    argv[4] = (char *) session->data;
+    argvlen[4] = session->len;
+    argv[5] = (char *) value;
+    argvlen[5] = count ? (size_t) (ngx_sprintf(value, "%ui %L", count->streams,
+                                               count->since)
+                                   - value)
+                       : 0;
+    argv[6] = NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT_TTL;
+    argvlen[6] = ngx_strlen(argv[6]);
+
+    (void) redisAsyncCommandArgv(link->cmd.ac,
+                                 ngx_http_webhook_sse_redis_count_reply,
+                                 (void *) link->counts_generation, 7, argv,
+                                 argvlen);
+}
+
+
+/*
+ * A count that did not get into Redis: the scripts were flushed (load
+ * them again), or Redis refused it; either way the hash is written whole
+ * again at the next report (not at once: a refusal that lasts would make
+ * that a loop), once for all the replies of the same generation.
+ */
+
+static void
+ngx_http_webhook_sse_redis_count_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                         *reply = r;
+    ngx_http_webhook_sse_redis_t       *link;
+    ngx_http_webhook_sse_redis_conn_t  *conn;
+
+    conn = ac->data;
+    link = conn->link;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || conn->ac != ac
+        || link->exiting
+        || (ngx_uint_t) privdata != link->counts_generation)
+    {
+        return;
+    }
+
+    /* the replies still to come of this generation change nothing */
+    link->counts_generation++;
+    link->counts_lost = 1;
+
+    if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        ngx_http_webhook_sse_redis_reload(conn);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                  "webhook redis \"%V\": a presence count was refused: %s",
+                  &link->zone->shm_zone->shm.name, reply->str);
+}
+
+
+/* the worker's hash written whole: after a (re)connection, or a refusal */
+
+static void
+ngx_http_webhook_sse_redis_counts_resync(ngx_http_webhook_sse_redis_t *link)
+{
+    const char                          *argv[2];
+    size_t                               argvlen[2];
+    ngx_rbtree_node_t                   *node, *root, *sentinel;
+    ngx_http_webhook_sse_redis_count_t  *count;
+
+    if (link->worker_key.data == NULL || link->cmd.ac == NULL
+        || !link->cmd.ready)
+    {
+        return;
+    }
+
+    link->counts_generation++;
+    link->counts_lost = 0;
+
+    argv[0] = "DEL";
+    argvlen[0] = 3;
+    argv[1] = (char *) link->worker_key.data;
+    argvlen[1] = link->worker_key.len;
+
+    (void) redisAsyncCommandArgv(link->cmd.ac, NULL, NULL, 2, argv, argvlen);
+
+    sentinel = link->counts.sentinel;
+    root = link->counts.root;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&link->counts, node))
+        {
+            count = (ngx_http_webhook_sse_redis_count_t *) node;
+            ngx_http_webhook_sse_redis_count_send(link, &count->sn.str, count);
+        }
+    }
+
+    ngx_http_webhook_sse_redis_alive_send(link);
+
+    if (!link->alive.timer_set) {
+        ngx_add_timer(&link->alive, NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT);
+    }
+}
+
+
+static void
+ngx_http_webhook_sse_redis_alive_handler(ngx_event_t *ev)
+{
+    ngx_http_webhook_sse_redis_t  *link;
+
+    link = ev->data;
+
+    if (link->exiting || ngx_terminate) {
+        return;
+    }
+
+    if (link->counts_lost) {
+        /* it says it is alive too, and sets the timer again */
+        ngx_http_webhook_sse_redis_counts_resync(link);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT);
+
+    ngx_http_webhook_sse_redis_alive_send(link);
+}
+
+
+static void
+ngx_http_webhook_sse_redis_alive_send(ngx_http_webhook_sse_redis_t *link)
+{
+    const char  *argv[7];
+    size_t       argvlen[7];
+
+    if (!link->cmd.ready || link->cmd.ac == NULL) {
+        return;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_ALIVE];
+    argvlen[1] = 40;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) link->key_workers.data;
+    argvlen[3] = link->key_workers.len;
+    argv[4] = (char *) link->worker_key.data;
+    argvlen[4] = link->worker_key.len;
+    argv[5] = (char *) link->worker_id.data;
+    argvlen[5] = link->worker_id.len;
+    argv[6] = NGX_HTTP_WEBHOOK_SSE_REDIS_REPORT_TTL;
+    argvlen[6] = ngx_strlen(argv[6]);
+
+    /* a NOSCRIPT reply is the count's business: it writes the hash again */
+    (void) redisAsyncCommandArgv(link->cmd.ac,
+                                 ngx_http_webhook_sse_redis_count_reply,
+                                 (void *) link->counts_generation, 7, argv,
+                                 argvlen);
+}
+
+
+/*
+ * A worker leaving (reload, stop) takes its counts out of Redis at once,
+ * as far as one write without waiting allows; otherwise they go when its
+ * last report runs out.
+ */
+
+static void
+ngx_http_webhook_sse_redis_leave(ngx_http_webhook_sse_redis_t *link)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    if (link->worker_key.data == NULL || link->cmd.ac == NULL
+        || !link->cmd.ready)
+    {
+        return;
+    }
+
+    argv[0] = "ZREM";
+    argvlen[0] = 4;
+    argv[1] = (char *) link->key_workers.data;
+    argvlen[1] = link->key_workers.len;
+    argv[2] = (char *) link->worker_id.data;
+    argvlen[2] = link->worker_id.len;
+
+    (void) redisAsyncCommandArgv(link->cmd.ac, NULL, NULL, 3, argv, argvlen);
+
+    argv[0] = "DEL";
+    argvlen[0] = 3;
+    argv[1] = (char *) link->worker_key.data;
+    argvlen[1] = link->worker_key.len;
+
+    (void) redisAsyncCommandArgv(link->cmd.ac, NULL, NULL, 2, argv, argvlen);
+
+    /* a non-blocking write; on an error hiredis frees the context */
+    redisAsyncHandleWrite(link->cmd.ac);
+}
+
+
+/*
+ * A presence request in Redis mode: the sessions' streams on the other
+ * hosts' live workers are added to "info" (this host's, from its zone,
+ * are there already).  NGX_DONE: "answer" is called with the outcome when
+ * the reply comes or in timeout=, and the request finalized with what it
+ * returns; NGX_DECLINED: the link is down now.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_redis_presence(ngx_http_request_t *r,
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *sessions,
+    ngx_http_webhook_sse_presence_info_t *info, ngx_uint_t n,
+    ngx_http_webhook_sse_redis_presence_pt answer, void *data)
+{
+    u_char                              *p;
+    size_t                               len;
+    ngx_uint_t                           i, argc;
+    ngx_http_webhook_sse_redis_t        *link;
+    ngx_http_webhook_sse_redis_query_t  *q;
+
+    link = zone->redis;
+
+    if (!link->cmd.ready || link->cmd.ac == NULL
+        || link->worker_key.data == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    argc = 6 + n;
+
+    len = sizeof(ngx_http_webhook_sse_redis_query_t)
+          + argc * (sizeof(char *) + sizeof(size_t));
+
+    for (i = 0; i < n; i++) {
+        len += sessions[i].len;
+    }
+
+    /* not in r->pool: the reply may come after a timeout ended it */
+    q = ngx_alloc(len, r->connection->log);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(q, sizeof(ngx_http_webhook_sse_redis_query_t));
+
+    q->request = r;
+    q->link = link;
+    q->info = info;
+    q->n = n;
+    q->answer = answer;
+    q->data = data;
+    q->argc = argc;
+    q->argv = (const char **) &q[1];
+    q->argvlen = (size_t *) (q->argv + argc);
+
+    q->argv[0] = "EVALSHA";
+    q->argvlen[0] = 7;
+    q->argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_PRESENCE];
+    q->argvlen[1] = 40;
+    q->argv[2] = "1";
+    q->argvlen[2] = 1;
+    q->argv[3] = (char *) link->key_workers.data;
+    q->argvlen[3] = link->key_workers.len;
+    /* "<host>/" */
+    q->argv[4] = (char *) link->worker_id.data;
+    q->argvlen[4] = link->host_id_len + 1;
+    q->argv[5] = (char *) link->key_presence.data;
+    q->argvlen[5] = link->key_presence.len;
+
+    p = (u_char *) (q->argvlen + argc);
+
+    for (i = 0; i < n; i++) {
+        q->argv[6 + i] = (char *) p;
+        q->argvlen[6 + i] = sessions[i].len;
+        p = ngx_cpymem(p, sessions[i].data, sessions[i].len);
+    }
+
+    if (redisAsyncCommandArgv(link->cmd.ac,
+                              ngx_http_webhook_sse_redis_presence_reply, q,
+                              q->argc, q->argv, q->argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(q);
+        return NGX_DECLINED;
+    }
+
+    q->timer.handler = ngx_http_webhook_sse_redis_presence_timeout;
+    q->timer.data = q;
+    q->timer.log = r->connection->log;
+
+    ngx_add_timer(&q->timer, link->timeout);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_webhook_sse_redis_presence_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                          *reply = r;
+    int64_t                              since;
+    uint64_t                             streams;
+    ngx_int_t                            rc;
+    ngx_uint_t                           i;
+    ngx_connection_t                    *c;
+    ngx_http_request_t                  *req;
+    ngx_http_webhook_sse_redis_t        *link;
+    ngx_http_webhook_sse_redis_query_t  *q;
+
+    q = privdata;
+    req = q->request;
+    link = q->link;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    if (req == NULL || link->exiting) {
+        /* answered already (timed out), or the worker is leaving */
+        ngx_free(q);
+        return;
+    }
+
+    if (reply && reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0 && !q->retried
+        && link->cmd.ac)
+    {
+        /* the scripts were flushed: load them again, then ask again */
+
+        q->retried = 1;
+
+        ngx_http_webhook_sse_redis_reload(&link->cmd);
+
+        if (redisAsyncCommandArgv(link->cmd.ac,
+                                  ngx_http_webhook_sse_redis_presence_reply,
+                                  q, q->argc, q->argv, q->argvlen)
+            == REDIS_OK)
+        {
+            ngx_add_timer(&q->timer, link->timeout);
+            return;
+        }
+    }
+
+    rc = NGX_ERROR;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2 * q->n)
+    {
+        for (i = 0; i < q->n; i++) {
+            streams = ngx_http_webhook_sse_redis_number(
+                                                     reply->element[2 * i]);
+            since = (int64_t) ngx_http_webhook_sse_redis_number(
+                                                 reply->element[2 * i + 1]);
+            if (streams == 0) {
+                continue;
+            }
+
+            q->info[i].streams += streams;
+
+            if (q->info[i].since == 0 || since < q->info[i].since) {
+                q->info[i].since = since;
+            }
+        }
+
+        rc = NGX_OK;
+
+    } else if (reply) {
+        ngx_log_error(NGX_LOG_ERR, req->connection->log, 0,
+                      "webhook redis \"%V\": presence query failed: %s",
+                      &link->zone->shm_zone->shm.name,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+    }
+
+    c = req->connection;
+
+    rc = q->answer(req, q->data, rc);
+
+    ngx_free(q);
+
+    ngx_http_finalize_request(req, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_webhook_sse_redis_presence_timeout(ngx_event_t *ev)
+{
+    ngx_int_t                            rc;
+    ngx_uint_t                           level;
+    ngx_connection_t                    *c;
+    ngx_http_request_t                  *r;
+    ngx_http_webhook_sse_redis_query_t  *q;
+
+    q = ev->data;
+    r = q->request;
+    c = r->connection;
+
+    /* ngx_log_error() evaluates its level twice */
+    level = ngx_http_webhook_sse_redis_level(q->link, NGX_LOG_WARN);
+
+    ngx_log_error(level, c->log, 0,
+                  "webhook redis \"%V\": no reply to a presence query in "
+                  "%M ms", &q->link->zone->shm_zone->shm.name,
+                  q->link->timeout);
+
+    rc = q->answer(r, q->data, NGX_ERROR);
+
+    /* the reply, when it comes, finds no request and frees the rest */
+    q->request = NULL;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }

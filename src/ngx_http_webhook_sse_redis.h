@@ -19,6 +19,15 @@
 struct redisAsyncContext;
 
 
+/*
+ * A presence request's continuation: the other hosts' streams were added
+ * to "info" (rc NGX_OK), or Redis could not say in time (rc NGX_ERROR);
+ * returns what the request is finalized with.
+ */
+typedef ngx_int_t (*ngx_http_webhook_sse_redis_presence_pt)(
+    ngx_http_request_t *r, void *data, ngx_int_t rc);
+
+
 char *ngx_http_webhook_sse_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_webhook_sse_redis_init_process(ngx_cycle_t *cycle,
@@ -35,6 +44,17 @@ u_char *ngx_http_webhook_sse_redis_status(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, u_char *last);
 u_char *ngx_http_webhook_sse_redis_prometheus(
     ngx_http_webhook_sse_zone_t *zone, u_char *p, u_char *last);
+
+/* presence across hosts: this worker's streams of a session changed */
+void ngx_http_webhook_sse_redis_stream_opened(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session,
+    ngx_uint_t streams, int64_t since);
+void ngx_http_webhook_sse_redis_stream_closed(
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *session, int64_t since);
+ngx_int_t ngx_http_webhook_sse_redis_presence(ngx_http_request_t *r,
+    ngx_http_webhook_sse_zone_t *zone, ngx_str_t *sessions,
+    ngx_http_webhook_sse_presence_info_t *info, ngx_uint_t n,
+    ngx_http_webhook_sse_redis_presence_pt answer, void *data);
 
 /* the event loop adapter (ngx_http_webhook_sse_redis_adapter.c) */
 ngx_int_t ngx_http_webhook_sse_redis_attach(struct redisAsyncContext *ac,
