@@ -81,10 +81,13 @@ fuzz:
 
 # builds util/sse-bench and util/floor, runs our module, nchan, bare nginx
 # and the floor server side by side (needs wrk, libnginx-mod-nchan,
-# libyajl-dev; linux-perf for BENCH_PERF=1; BENCH_QUICK=1 for a smoke run)
+# libyajl-dev; linux-perf for BENCH_PERF=1; BENCH_QUICK=1 for a smoke run);
+# then outbound, two hosts on Redis, and the publish path's instructions
+# under callgrind (valgrind)
 bench: build
-	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan libyajl-dev linux-perf" util/deps.sh
+	@WEBHOOK_SSE_EXTRA_PKGS="wrk libnginx-mod-nchan libyajl-dev linux-perf valgrind" util/deps.sh
 	@util/bench
+	@util/bench-instructions
 	@util/bench-forward
 	@util/bench-cluster
 
