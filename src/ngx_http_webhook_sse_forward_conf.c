@@ -947,30 +947,15 @@ ngx_http_webhook_sse_presence_forward(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
 
     char                                     *rv;
-    ngx_str_t                                *value, s, secret, name;
+    ngx_str_t                                *value, s, secret;
     ngx_uint_t                                i, plain;
-    ngx_http_webhook_sse_zone_t              *zone, **zones;
+    ngx_http_webhook_sse_zone_t              *zone;
     ngx_http_webhook_sse_forward_t           *fwd;
-    ngx_http_webhook_sse_main_conf_t         *wmcf;
     ngx_http_webhook_sse_presence_forward_t  *pf;
 
     value = cf->args->elts;
 
-    zone = NULL;
-
-    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
-    zones = wmcf->zones.elts;
-
-    for (i = 0; i < wmcf->zones.nelts; i++) {
-        name = zones[i]->shm_zone->shm.name;
-
-        if (name.len == value[1].len
-            && ngx_strncmp(name.data, value[1].data, name.len) == 0)
-        {
-            zone = zones[i];
-            break;
-        }
-    }
+    zone = ngx_http_webhook_sse_conf_zone(cf, &value[1]);
 
     if (zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -430,28 +430,13 @@ ngx_http_webhook_sse_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     u_char                        *p;
     ngx_int_t                      n;
     ngx_str_t                     *value, s, name;
-    ngx_uint_t                         i;
-    ngx_http_webhook_sse_zone_t       *zone, **zones;
-    ngx_http_webhook_sse_redis_t      *link;
-    ngx_http_webhook_sse_main_conf_t  *wmcf;
+    ngx_uint_t                     i;
+    ngx_http_webhook_sse_zone_t   *zone;
+    ngx_http_webhook_sse_redis_t  *link;
 
     value = cf->args->elts;
 
-    zone = NULL;
-
-    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
-    zones = wmcf->zones.elts;
-
-    for (i = 0; i < wmcf->zones.nelts; i++) {
-        name = zones[i]->shm_zone->shm.name;
-
-        if (name.len == value[1].len
-            && ngx_strncmp(name.data, value[1].data, name.len) == 0)
-        {
-            zone = zones[i];
-            break;
-        }
-    }
+    zone = ngx_http_webhook_sse_conf_zone(cf, &value[1]);
 
     if (zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

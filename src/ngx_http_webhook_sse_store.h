@@ -277,6 +277,8 @@ typedef struct {
 
 /* the zones of a cycle's configuration (ngx_http_webhook_sse_zone_t *) */
 ngx_array_t *ngx_http_webhook_sse_zones(ngx_cycle_t *cycle);
+ngx_http_webhook_sse_zone_t *ngx_http_webhook_sse_conf_zone(ngx_conf_t *cf,
+    ngx_str_t *name);
 
 ngx_int_t ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
