@@ -23,6 +23,11 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
 #include "ngx_http_webhook_sse_module.h"
 #include "ngx_http_webhook_sse_payload.h"
 
@@ -237,7 +242,31 @@ static ngx_uint_t ngx_http_webhook_sse_latency_bucket(int64_t usec);
 static int64_t ngx_http_webhook_sse_latency_value(ngx_uint_t bucket);
 
 
+static ngx_int_t ngx_http_webhook_sse_outbox_sign(ngx_str_t *key,
+    u_char *data, size_t len, u_char *mac);
+static void ngx_http_webhook_sse_outbox_sign_exit(void);
+
+
 static ngx_array_t  *ngx_http_webhook_sse_couriers;
+
+
+/*
+ * HMAC contexts keyed with the secrets in use, kept by the worker: a
+ * signature then costs the hash alone, not a fetch of the algorithm and
+ * the keying of a fresh context (most of OpenSSL's one-shot HMAC()).
+ */
+#define NGX_HTTP_WEBHOOK_SSE_MACS  8
+
+typedef struct {
+    EVP_MAC_CTX                      *ctx;
+    size_t                            len;
+    u_char                            key[NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX];
+} ngx_http_webhook_sse_mac_t;
+
+static EVP_MAC                     *ngx_http_webhook_sse_hmac;
+static ngx_http_webhook_sse_mac_t   ngx_http_webhook_sse_macs[
+                                        NGX_HTTP_WEBHOOK_SSE_MACS];
+static ngx_uint_t                   ngx_http_webhook_sse_mac_next;
 
 
 /*
@@ -407,6 +436,7 @@ ngx_http_webhook_sse_outbox_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_webhook_sse_curl_exit();
+    ngx_http_webhook_sse_outbox_sign_exit();
 
     courier = ngx_http_webhook_sse_couriers->elts;
 
@@ -1389,7 +1419,7 @@ ngx_http_webhook_sse_outbox_start(ngx_http_webhook_sse_courier_t *courier,
         key.data = secret;
         key.len = d->secret_len;
 
-        if (ngx_http_webhook_sse_hmac_sha256(&key, signed_content, len, mac)
+        if (ngx_http_webhook_sse_outbox_sign(&key, signed_content, len, mac)
             != NGX_OK)
         {
             ngx_free(signed_content);
@@ -1585,6 +1615,121 @@ ngx_http_webhook_sse_outbox_done(void *data,
     ngx_free(a);
 
     ngx_http_webhook_sse_outbox_kick(courier);
+}
+
+
+/* HMAC-SHA256 of data with key, through a kept context of that key */
+
+static ngx_int_t
+ngx_http_webhook_sse_outbox_sign(ngx_str_t *key, u_char *data, size_t len,
+    u_char *mac)
+{
+    size_t                       n;
+    ngx_uint_t                   i;
+    OSSL_PARAM                   params[2];
+    ngx_http_webhook_sse_mac_t  *m;
+
+    if (key->len > NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX) {
+        return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+    }
+
+    if (ngx_http_webhook_sse_hmac == NULL) {
+        ngx_http_webhook_sse_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
+        if (ngx_http_webhook_sse_hmac == NULL) {
+            return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+        }
+    }
+
+    m = NULL;
+
+    for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_MACS; i++) {
+        if (ngx_http_webhook_sse_macs[i].ctx
+            && ngx_http_webhook_sse_macs[i].len == key->len
+            && ngx_memcmp(ngx_http_webhook_sse_macs[i].key, key->data,
+                          key->len)
+               == 0)
+        {
+            m = &ngx_http_webhook_sse_macs[i];
+            break;
+        }
+    }
+
+    if (m) {
+        /* the same key again: the context starts over with it */
+        if (EVP_MAC_init(m->ctx, NULL, 0, NULL) != 1) {
+            goto failed;
+        }
+
+    } else {
+        m = &ngx_http_webhook_sse_macs[ngx_http_webhook_sse_mac_next];
+        ngx_http_webhook_sse_mac_next = (ngx_http_webhook_sse_mac_next + 1)
+                                        % NGX_HTTP_WEBHOOK_SSE_MACS;
+
+        if (m->ctx) {
+            EVP_MAC_CTX_free(m->ctx);
+            OPENSSL_cleanse(m->key, m->len);
+        }
+
+        m->len = 0;
+
+        m->ctx = EVP_MAC_CTX_new(ngx_http_webhook_sse_hmac);
+        if (m->ctx == NULL) {
+            return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+        }
+
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                     (char *) "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_end();
+
+        if (EVP_MAC_init(m->ctx, key->data, key->len, params) != 1) {
+            goto failed;
+        }
+
+        ngx_memcpy(m->key, key->data, key->len);
+        m->len = key->len;
+    }
+
+    if (EVP_MAC_update(m->ctx, data, len) != 1
+        || EVP_MAC_final(m->ctx, mac, &n, NGX_HTTP_WEBHOOK_SSE_MAC_LEN) != 1
+        || n != NGX_HTTP_WEBHOOK_SSE_MAC_LEN)
+    {
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    EVP_MAC_CTX_free(m->ctx);
+    OPENSSL_cleanse(m->key, m->len);
+    m->ctx = NULL;
+    m->len = 0;
+
+    return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+}
+
+
+static void
+ngx_http_webhook_sse_outbox_sign_exit(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_MACS; i++) {
+        if (ngx_http_webhook_sse_macs[i].ctx) {
+            EVP_MAC_CTX_free(ngx_http_webhook_sse_macs[i].ctx);
+            ngx_http_webhook_sse_macs[i].ctx = NULL;
+        }
+
+        OPENSSL_cleanse(ngx_http_webhook_sse_macs[i].key,
+                        ngx_http_webhook_sse_macs[i].len);
+        ngx_http_webhook_sse_macs[i].len = 0;
+    }
+
+    if (ngx_http_webhook_sse_hmac) {
+        EVP_MAC_free(ngx_http_webhook_sse_hmac);
+        ngx_http_webhook_sse_hmac = NULL;
+    }
 }
 
 
