@@ -52,6 +52,16 @@
 /* endpoints kept with their figures; past it idle ones are forgotten */
 #define NGX_HTTP_WEBHOOK_SSE_ENDPOINTS_MAX  1024
 
+/*
+ * A turn of the event loop (a reading of the clock) that served this many
+ * publishes makes the worker busy for the milliseconds after it:
+ * deliveries then wait (webhook_forward_yield), while the deliveries
+ * waiting take less than 1/NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE of the zone.
+ */
+#define NGX_HTTP_WEBHOOK_SSE_BUSY         4
+#define NGX_HTTP_WEBHOOK_SSE_BUSY_TIME    50
+#define NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE  8
+
 /* how often a worker looks for work others left (expired leases) */
 #define NGX_HTTP_WEBHOOK_SSE_SWEEP        1000
 
@@ -78,6 +88,8 @@ struct ngx_http_webhook_sse_endpoint_s {
 
     ngx_uint_t                        concurrency;
     uint64_t                          interval;
+    /* microseconds a delivery may wait while its worker is busy */
+    uint64_t                          yield;
     /* microseconds: when the next start is due (GCRA) */
     int64_t                           tat;
     /* a 410 Gone of this configuration generation disabled it */
@@ -172,6 +184,11 @@ typedef struct {
     ngx_event_t                       timer;
     ngx_event_t                       kick;
     ngx_queue_t                       attempts;
+    /* publishes queued in this turn (of this clock reading) */
+    ngx_uint_t                        published;
+    ngx_msec_t                        turn;
+    /* the worker counts as busy until then */
+    ngx_msec_t                        busy;
     u_char                           *scratch;
     size_t                            scratch_size;
 } ngx_http_webhook_sse_courier_t;
@@ -217,13 +234,16 @@ static ngx_http_webhook_sse_endpoint_t *ngx_http_webhook_sse_outbox_endpoint(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *key);
 static void *ngx_http_webhook_sse_outbox_alloc(
     ngx_http_webhook_sse_zone_t *zone, size_t size);
+static void ngx_http_webhook_sse_outbox_published(
+    ngx_http_webhook_sse_courier_t *courier);
 static void ngx_http_webhook_sse_outbox_kick(
     ngx_http_webhook_sse_courier_t *courier);
 static void ngx_http_webhook_sse_outbox_handler(ngx_event_t *ev);
 static void ngx_http_webhook_sse_outbox_dispatch(
     ngx_http_webhook_sse_courier_t *courier);
 static ngx_msec_t ngx_http_webhook_sse_outbox_take(
-    ngx_http_webhook_sse_courier_t *courier, size_t *taken, size_t *need);
+    ngx_http_webhook_sse_courier_t *courier, ngx_uint_t busy, size_t *taken,
+    size_t *need);
 static void ngx_http_webhook_sse_outbox_requeue(
     ngx_http_webhook_sse_outbox_t *ob, ngx_http_webhook_sse_delivery_t *d);
 static void ngx_http_webhook_sse_outbox_keep(ngx_http_webhook_sse_zone_t *zone,
@@ -414,6 +434,7 @@ ngx_http_webhook_sse_outbox_limits(ngx_shm_zone_t *shm_zone)
 
         ep->concurrency = limit[i].concurrency;
         ep->interval = limit[i].interval;
+        ep->yield = (uint64_t) limit[i].yield * 1000;
         ep->tat = 0;
     }
 }
@@ -567,6 +588,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     ngx_http_webhook_sse_forward_t       *fwd;
     ngx_http_webhook_sse_endpoint_t      *ep;
     ngx_http_webhook_sse_delivery_t      *d;
+    ngx_http_webhook_sse_courier_t       *courier;
     ngx_http_webhook_sse_loc_conf_t      *wlcf;
     ngx_http_webhook_sse_forward_conf_t  *fcf;
     ngx_http_webhook_sse_payload_t        pl;
@@ -672,6 +694,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
 
         ep->concurrency = fcf->concurrency;
         ep->interval = fcf->interval;
+        ep->yield = (uint64_t) fcf->yield * 1000;
 
         size = offsetof(ngx_http_webhook_sse_delivery_t, data)
                + (parcels[i].runtime ? sizeof(ngx_http_webhook_sse_allow_t)
@@ -741,8 +764,12 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     }
 
     if (n > dropped) {
-        ngx_http_webhook_sse_outbox_kick(
-                                 ngx_http_webhook_sse_outbox_courier(zone));
+        courier = ngx_http_webhook_sse_outbox_courier(zone);
+
+        if (courier) {
+            ngx_http_webhook_sse_outbox_published(courier);
+            ngx_http_webhook_sse_outbox_kick(courier);
+        }
     }
 
     return;
@@ -1007,6 +1034,25 @@ ngx_http_webhook_sse_outbox_alloc(ngx_http_webhook_sse_zone_t *zone,
 }
 
 
+/*
+ * A publish queued deliveries: a turn that serves many (several
+ * connections ready at once, pipelined requests) makes the worker busy.
+ */
+
+static void
+ngx_http_webhook_sse_outbox_published(ngx_http_webhook_sse_courier_t *courier)
+{
+    if (courier->turn != ngx_current_msec) {
+        courier->turn = ngx_current_msec;
+        courier->published = 0;
+    }
+
+    if (++courier->published >= NGX_HTTP_WEBHOOK_SSE_BUSY) {
+        courier->busy = ngx_current_msec + NGX_HTTP_WEBHOOK_SSE_BUSY_TIME;
+    }
+}
+
+
 static void
 ngx_http_webhook_sse_outbox_kick(ngx_http_webhook_sse_courier_t *courier)
 {
@@ -1032,12 +1078,16 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
 {
     u_char                           *p, *last;
     size_t                            taken, need, size;
+    ngx_uint_t                        busy;
     ngx_msec_t                        wait;
     ngx_http_webhook_sse_delivery_t  *d;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
+
+    /* publishes first (ngx_http_webhook_sse_outbox_published) */
+    busy = ((ngx_msec_int_t) (courier->busy - ngx_current_msec) > 0);
 
     for ( ;; ) {
         if (courier->scratch == NULL) {
@@ -1052,7 +1102,8 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
             courier->scratch_size = size;
         }
 
-        wait = ngx_http_webhook_sse_outbox_take(courier, &taken, &need);
+        wait = ngx_http_webhook_sse_outbox_take(courier, busy, &taken,
+                                                &need);
 
         p = courier->scratch;
         last = p + taken;
@@ -1096,11 +1147,18 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
  * Under the lock: expired leases back to their queues, then leases on
  * what may start now, copied to the scratch space.  Returns how long until
  * something more may start.  *need: a delivery that did not fit.
+ *
+ * A busy worker (publishes waiting on it) starts deliveries only once the
+ * oldest waiting one of an endpoint has waited its webhook_forward_yield,
+ * or when the deliveries waiting take their share of the zone: so a burst
+ * of publishes is served at their own speed, the deliveries follow, and
+ * they never wait longer than that bound for it (nor push publishes out
+ * of the zone: those are refused at half of it).
  */
 
 static ngx_msec_t
 ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
-    size_t *taken, size_t *need)
+    ngx_uint_t busy, size_t *taken, size_t *need)
 {
     size_t                            used, size;
     int64_t                           now, usec, wake, tolerance;
@@ -1121,6 +1179,12 @@ ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
     wake = now + NGX_HTTP_WEBHOOK_SSE_SWEEP;
 
     ngx_http_webhook_sse_store_lock(zone);
+
+    if (busy && ob->bytes >= zone->shm_zone->shm.size
+                              / NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE)
+    {
+        busy = 0;
+    }
 
     for (eq = ngx_queue_head(&ob->endpoint_list);
          eq != ngx_queue_sentinel(&ob->endpoint_list);
@@ -1180,6 +1244,12 @@ ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
 
             if (ep->interval && ep->tat - usec > tolerance) {
                 wake = ngx_min(wake, (ep->tat - tolerance) / 1000 + 1);
+                break;
+            }
+
+            if (busy && usec - d->created < (int64_t) ep->yield) {
+                /* the oldest waiting: look again on the next turn */
+                wake = now;
                 break;
             }
 
