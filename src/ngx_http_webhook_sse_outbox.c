@@ -53,10 +53,10 @@
 #define NGX_HTTP_WEBHOOK_SSE_ENDPOINTS_MAX  1024
 
 /*
- * A turn of the event loop (a reading of the clock) that served this many
- * publishes makes the worker busy for the milliseconds after it:
- * deliveries then wait (webhook_forward_yield), while the deliveries
- * waiting take less than 1/NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE of the zone.
+ * A turn of the event loop that served this many publishes makes the
+ * worker busy for the milliseconds after it: deliveries then wait
+ * (webhook_forward_yield), while the deliveries waiting take less than
+ * 1/NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE of the zone.
  */
 #define NGX_HTTP_WEBHOOK_SSE_BUSY         4
 #define NGX_HTTP_WEBHOOK_SSE_BUSY_TIME    50
@@ -184,9 +184,8 @@ typedef struct {
     ngx_event_t                       timer;
     ngx_event_t                       kick;
     ngx_queue_t                       attempts;
-    /* publishes queued in this turn (of this clock reading) */
+    /* publishes queued since the last dispatch: in one turn */
     ngx_uint_t                        published;
-    ngx_msec_t                        turn;
     /* the worker counts as busy until then */
     ngx_msec_t                        busy;
     u_char                           *scratch;
@@ -234,8 +233,6 @@ static ngx_http_webhook_sse_endpoint_t *ngx_http_webhook_sse_outbox_endpoint(
     ngx_http_webhook_sse_zone_t *zone, ngx_str_t *key);
 static void *ngx_http_webhook_sse_outbox_alloc(
     ngx_http_webhook_sse_zone_t *zone, size_t size);
-static void ngx_http_webhook_sse_outbox_published(
-    ngx_http_webhook_sse_courier_t *courier);
 static void ngx_http_webhook_sse_outbox_kick(
     ngx_http_webhook_sse_courier_t *courier);
 static void ngx_http_webhook_sse_outbox_handler(ngx_event_t *ev);
@@ -767,7 +764,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
         courier = ngx_http_webhook_sse_outbox_courier(zone);
 
         if (courier) {
-            ngx_http_webhook_sse_outbox_published(courier);
+            courier->published++;
             ngx_http_webhook_sse_outbox_kick(courier);
         }
     }
@@ -1035,29 +1032,18 @@ ngx_http_webhook_sse_outbox_alloc(ngx_http_webhook_sse_zone_t *zone,
 
 
 /*
- * A publish queued deliveries: a turn that serves many (several
- * connections ready at once, pipelined requests) makes the worker busy.
+ * The courier looks at the queue on the next turn of the event loop (at
+ * once: nginx does not wait for events then), after all this turn's
+ * events, pipelined requests included, and that turn's: so it counts the
+ * publishes of a whole turn, and starts the deliveries of all of them at
+ * once.
  */
-
-static void
-ngx_http_webhook_sse_outbox_published(ngx_http_webhook_sse_courier_t *courier)
-{
-    if (courier->turn != ngx_current_msec) {
-        courier->turn = ngx_current_msec;
-        courier->published = 0;
-    }
-
-    if (++courier->published >= NGX_HTTP_WEBHOOK_SSE_BUSY) {
-        courier->busy = ngx_current_msec + NGX_HTTP_WEBHOOK_SSE_BUSY_TIME;
-    }
-}
-
 
 static void
 ngx_http_webhook_sse_outbox_kick(ngx_http_webhook_sse_courier_t *courier)
 {
     if (courier && !courier->kick.posted) {
-        ngx_post_event(&courier->kick, &ngx_posted_events);
+        ngx_post_event(&courier->kick, &ngx_posted_next_events);
     }
 }
 
@@ -1066,6 +1052,21 @@ static void
 ngx_http_webhook_sse_outbox_handler(ngx_event_t *ev)
 {
     ngx_http_webhook_sse_courier_t  *courier = ev->data;
+
+    if (ev == &courier->kick) {
+        /*
+         * The publishes of a turn: one that served many (several
+         * connections ready at once, pipelined requests) makes the worker
+         * busy.
+         */
+
+        if (courier->published >= NGX_HTTP_WEBHOOK_SSE_BUSY) {
+            courier->busy = ngx_current_msec
+                            + NGX_HTTP_WEBHOOK_SSE_BUSY_TIME;
+        }
+
+        courier->published = 0;
+    }
 
     ngx_http_webhook_sse_outbox_dispatch(courier);
 }
@@ -1086,7 +1087,7 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
         return;
     }
 
-    /* publishes first (ngx_http_webhook_sse_outbox_published) */
+    /* publishes first (ngx_http_webhook_sse_outbox_handler) */
     busy = ((ngx_msec_int_t) (courier->busy - ngx_current_msec) > 0);
 
     for ( ;; ) {
