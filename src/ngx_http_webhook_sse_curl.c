@@ -82,7 +82,7 @@ static ngx_uint_t    ngx_http_webhook_sse_curl_active;
 
 typedef struct {
     CURL                                *easy;
-    /* the CA file the handle was set up with, "": the system's */
+    /* the CA file the handle was set up with, NULL: the system's */
     u_char                              *cainfo;
     size_t                               cainfo_len;
     ngx_uint_t                           ready;
