@@ -30,6 +30,11 @@
 typedef struct {
     ngx_queue_t                          link;
     CURL                                *easy;
+    /* the handle's fixed options are those of a configured URL */
+    ngx_uint_t                           ready;
+    /* the CA file they name (ours), NULL: the system's */
+    u_char                              *cainfo;
+    size_t                               cainfo_len;
     /* libcurl's list type in our memory: no allocation per header */
     struct curl_slist          headers[NGX_HTTP_WEBHOOK_SSE_CURL_HEADERS];
     ngx_http_webhook_sse_post_done_pt    done;
@@ -51,6 +56,8 @@ static void ngx_http_webhook_sse_curl_timeout(ngx_event_t *ev);
 static void ngx_http_webhook_sse_curl_close(ngx_connection_t *c,
     ngx_uint_t flags);
 static void ngx_http_webhook_sse_curl_finished(void);
+static void ngx_http_webhook_sse_curl_keep(
+    ngx_http_webhook_sse_transfer_t *t);
 static size_t ngx_http_webhook_sse_curl_discard(char *ptr, size_t size,
     size_t nmemb, void *userdata);
 static curl_socket_t ngx_http_webhook_sse_curl_open(void *clientp,
@@ -66,12 +73,24 @@ static ngx_event_t   ngx_http_webhook_sse_curl_timer_event;
 static ngx_log_t    *ngx_http_webhook_sse_curl_log;
 static ngx_uint_t    ngx_http_webhook_sse_curl_active;
 
-/* easy handles kept for the next transfers (reset, not freed) */
+/*
+ * Easy handles kept for the next transfers, with the options they keep: a
+ * handle of the same CA file and without an allow list is used again as it
+ * is (only what differs per transfer is set), any other is reset first.
+ */
 #define NGX_HTTP_WEBHOOK_SSE_EASY_KEEP  256
 
-static CURL       *ngx_http_webhook_sse_curl_easy[
-                       NGX_HTTP_WEBHOOK_SSE_EASY_KEEP];
-static ngx_uint_t  ngx_http_webhook_sse_curl_neasy;
+typedef struct {
+    CURL                                *easy;
+    /* the CA file the handle was set up with, NULL: the system's */
+    u_char                              *cainfo;
+    size_t                               cainfo_len;
+    ngx_uint_t                           ready;
+} ngx_http_webhook_sse_easy_t;
+
+static ngx_http_webhook_sse_easy_t  ngx_http_webhook_sse_curl_easy[
+                                        NGX_HTTP_WEBHOOK_SSE_EASY_KEEP];
+static ngx_uint_t                   ngx_http_webhook_sse_curl_neasy;
 
 /* transfers in flight; connections made for libcurl's sockets (c->queue) */
 static ngx_queue_t   ngx_http_webhook_sse_curl_transfers;
@@ -135,6 +154,7 @@ ngx_http_webhook_sse_curl_exit(void)
 {
     ngx_queue_t                      *q;
     ngx_connection_t                 *c;
+    ngx_http_webhook_sse_easy_t      *e;
     ngx_http_webhook_sse_transfer_t  *t;
 
     if (ngx_http_webhook_sse_multi == NULL) {
@@ -149,12 +169,22 @@ ngx_http_webhook_sse_curl_exit(void)
 
         curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
         curl_easy_cleanup(t->easy);
+
+        if (t->cainfo) {
+            ngx_free(t->cainfo);
+        }
+
         ngx_free(t);
     }
 
     while (ngx_http_webhook_sse_curl_neasy) {
-        curl_easy_cleanup(
-            ngx_http_webhook_sse_curl_easy[--ngx_http_webhook_sse_curl_neasy]);
+        e = &ngx_http_webhook_sse_curl_easy[--ngx_http_webhook_sse_curl_neasy];
+
+        curl_easy_cleanup(e->easy);
+
+        if (e->cainfo) {
+            ngx_free(e->cainfo);
+        }
     }
 
     /* closes the kept-alive connections, telling us of each socket */
@@ -185,9 +215,11 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     ngx_http_webhook_sse_post_done_pt done, void *data)
 {
     CURL                             *easy;
+    size_t                            cainfo_len;
     CURLcode                          rc;
     CURLMcode                         mrc;
-    ngx_uint_t                        n;
+    ngx_uint_t                        n, ready;
+    ngx_http_webhook_sse_easy_t      *e;
     ngx_http_webhook_sse_transfer_t  *t;
 
     if (ngx_http_webhook_sse_multi == NULL) {
@@ -215,9 +247,27 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
                                                   : NULL;
     }
 
+    cainfo_len = post->cainfo ? ngx_strlen(post->cainfo) : 0;
+    ready = 0;
+
     if (ngx_http_webhook_sse_curl_neasy) {
-        ngx_http_webhook_sse_curl_neasy--;
-        easy = ngx_http_webhook_sse_curl_easy[ngx_http_webhook_sse_curl_neasy];
+        e = &ngx_http_webhook_sse_curl_easy[--ngx_http_webhook_sse_curl_neasy];
+        easy = e->easy;
+
+        if (e->ready && post->allow == NULL
+            && e->cainfo_len == cainfo_len
+            && (cainfo_len == 0
+                || ngx_memcmp(e->cainfo, post->cainfo, cainfo_len) == 0))
+        {
+            ready = 1;
+
+        } else {
+            curl_easy_reset(easy);
+        }
+
+        t->cainfo = e->cainfo;
+        t->cainfo_len = e->cainfo_len;
+        e->cainfo = NULL;
 
     } else {
         easy = curl_easy_init();
@@ -227,26 +277,55 @@ ngx_http_webhook_sse_curl_post(ngx_http_webhook_sse_post_t *post,
     }
 
     t->easy = easy;
+    t->ready = (post->allow == NULL);
+
+    if (!ready) {
+        /* the CA file the handle is set up with, to know it next time */
+
+        if (t->cainfo) {
+            ngx_free(t->cainfo);
+            t->cainfo = NULL;
+            t->cainfo_len = 0;
+        }
+
+        if (cainfo_len) {
+            t->cainfo = ngx_alloc(cainfo_len, ngx_http_webhook_sse_curl_log);
+
+            if (t->cainfo) {
+                ngx_memcpy(t->cainfo, post->cainfo, cainfo_len);
+                t->cainfo_len = cainfo_len;
+
+            } else {
+                /* set up afresh next time */
+                t->ready = 0;
+            }
+        }
+    }
+
+    /* what differs from one transfer to the next */
 
     rc = curl_easy_setopt(easy, CURLOPT_URL, post->url);
-    rc |= curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    rc |= curl_easy_setopt(easy, CURLOPT_POST, 1L);
     rc |= curl_easy_setopt(easy, CURLOPT_POSTFIELDS, post->body.data);
     rc |= curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                            (curl_off_t) post->body.len);
     rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, n ? t->headers : NULL);
     rc |= curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) post->timeout);
-    rc |= curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    rc |= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-    rc |= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-    rc |= curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     rc |= curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
     rc |= curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error);
-    rc |= curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
-                           ngx_http_webhook_sse_curl_discard);
 
-    if (post->cainfo) {
-        rc |= curl_easy_setopt(easy, CURLOPT_CAINFO, post->cainfo);
+    if (!ready) {
+        rc |= curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        rc |= curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        rc |= curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+        rc |= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+        rc |= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+        rc |= curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+        rc |= curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
+                               ngx_http_webhook_sse_curl_discard);
+
+        if (post->cainfo) {
+            rc |= curl_easy_setopt(easy, CURLOPT_CAINFO, post->cainfo);
+        }
     }
 
     if (post->allow) {
@@ -283,6 +362,10 @@ failed:
 
     if (t->easy) {
         curl_easy_cleanup(t->easy);
+    }
+
+    if (t->cainfo) {
+        ngx_free(t->cainfo);
     }
 
     ngx_free(t);
@@ -524,15 +607,17 @@ ngx_http_webhook_sse_curl_finished(void)
 
         curl_multi_remove_handle(ngx_http_webhook_sse_multi, t->easy);
 
-        /* a reset handle keeps its buffers and caches for the next one */
+        /* a kept handle keeps its buffers and caches for the next one */
         if (ngx_http_webhook_sse_curl_neasy < NGX_HTTP_WEBHOOK_SSE_EASY_KEEP)
         {
-            curl_easy_reset(t->easy);
-            ngx_http_webhook_sse_curl_easy[ngx_http_webhook_sse_curl_neasy++]
-                = t->easy;
+            ngx_http_webhook_sse_curl_keep(t);
 
         } else {
             curl_easy_cleanup(t->easy);
+
+            if (t->cainfo) {
+                ngx_free(t->cainfo);
+            }
         }
 
         ngx_http_webhook_sse_curl_active--;
@@ -541,6 +626,22 @@ ngx_http_webhook_sse_curl_finished(void)
 
         ngx_free(t);
     }
+}
+
+
+/* a finished transfer's handle goes back to the kept ones, as it is */
+
+static void
+ngx_http_webhook_sse_curl_keep(ngx_http_webhook_sse_transfer_t *t)
+{
+    ngx_http_webhook_sse_easy_t  *e;
+
+    e = &ngx_http_webhook_sse_curl_easy[ngx_http_webhook_sse_curl_neasy++];
+
+    e->easy = t->easy;
+    e->ready = t->ready;
+    e->cainfo = t->cainfo;
+    e->cainfo_len = t->cainfo_len;
 }
 
 

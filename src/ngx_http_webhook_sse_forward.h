@@ -62,6 +62,8 @@ typedef struct {
     ngx_uint_t                   concurrency;
     /* microseconds between two starts, 0: no limit */
     uint64_t                     interval;
+    /* how long deliveries may wait while the worker serves publishes */
+    ngx_msec_t                   yield;
     ngx_http_webhook_sse_allow_t  *allow;
     /* NUL-terminated path, empty: the system's CAs */
     ngx_str_t                    trusted_certificate;
@@ -86,6 +88,7 @@ typedef struct {
     ngx_str_t                    endpoint;
     ngx_uint_t                   concurrency;
     uint64_t                     interval;
+    ngx_msec_t                   yield;
 } ngx_http_webhook_sse_forward_limit_t;
 
 
@@ -133,6 +136,8 @@ char *ngx_http_webhook_sse_forward_timeout(ngx_conf_t *cf,
 char *ngx_http_webhook_sse_forward_concurrency(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_webhook_sse_forward_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_sse_forward_yield(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_webhook_sse_forward_allow(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

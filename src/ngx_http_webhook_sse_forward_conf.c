@@ -101,6 +101,7 @@ ngx_http_webhook_sse_forward_create_conf(ngx_conf_t *cf)
     fcf->timeout = NGX_CONF_UNSET_MSEC;
     fcf->concurrency = NGX_CONF_UNSET_UINT;
     fcf->interval = (uint64_t) -1;
+    fcf->yield = NGX_CONF_UNSET_MSEC;
     fcf->allow = NGX_CONF_UNSET_PTR;
 
     return fcf;
@@ -210,6 +211,7 @@ ngx_http_webhook_sse_forward_merge(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
     ngx_conf_merge_uint_value(conf->concurrency, prev->concurrency, 10);
+    ngx_conf_merge_msec_value(conf->yield, prev->yield, 1000);
 
     if (conf->interval == (uint64_t) -1) {
         conf->interval = prev->interval;
@@ -263,6 +265,7 @@ ngx_http_webhook_sse_forward_merge(ngx_conf_t *cf, void *parent, void *child)
         limit->endpoint = fwd[i].endpoint;
         limit->concurrency = conf->concurrency;
         limit->interval = conf->interval;
+        limit->yield = conf->yield;
     }
 
     return NGX_CONF_OK;
@@ -648,6 +651,39 @@ ngx_http_webhook_sse_forward_concurrency(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     wlcf->forward->concurrency = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* webhook_forward_yield time | off */
+
+char *
+ngx_http_webhook_sse_forward_yield(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wlcf->forward->yield != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        wlcf->forward->yield = 0;
+        return NGX_CONF_OK;
+    }
+
+    wlcf->forward->yield = ngx_parse_time(&value[1], 0);
+
+    if (wlcf->forward->yield == (ngx_msec_t) NGX_ERROR
+        || wlcf->forward->yield > 3600000)
+    {
+        return "invalid value";
+    }
 
     return NGX_CONF_OK;
 }

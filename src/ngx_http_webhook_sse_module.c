@@ -264,6 +264,13 @@ static ngx_command_t  ngx_http_webhook_sse_commands[] = {
       0,
       NULL },
 
+    { ngx_string("webhook_forward_yield"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_sse_forward_yield,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_forward_rate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_sse_forward_rate,

@@ -23,6 +23,11 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
 #include "ngx_http_webhook_sse_module.h"
 #include "ngx_http_webhook_sse_payload.h"
 
@@ -46,6 +51,16 @@
 
 /* endpoints kept with their figures; past it idle ones are forgotten */
 #define NGX_HTTP_WEBHOOK_SSE_ENDPOINTS_MAX  1024
+
+/*
+ * A turn of the event loop that served this many publishes makes the
+ * worker busy for the milliseconds after it: deliveries then wait
+ * (webhook_forward_yield), while the deliveries waiting take less than
+ * 1/NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE of the zone.
+ */
+#define NGX_HTTP_WEBHOOK_SSE_BUSY         4
+#define NGX_HTTP_WEBHOOK_SSE_BUSY_TIME    50
+#define NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE  8
 
 /* how often a worker looks for work others left (expired leases) */
 #define NGX_HTTP_WEBHOOK_SSE_SWEEP        1000
@@ -73,6 +88,8 @@ struct ngx_http_webhook_sse_endpoint_s {
 
     ngx_uint_t                        concurrency;
     uint64_t                          interval;
+    /* microseconds a delivery may wait while its worker is busy */
+    uint64_t                          yield;
     /* microseconds: when the next start is due (GCRA) */
     int64_t                           tat;
     /* a 410 Gone of this configuration generation disabled it */
@@ -167,6 +184,10 @@ typedef struct {
     ngx_event_t                       timer;
     ngx_event_t                       kick;
     ngx_queue_t                       attempts;
+    /* publishes queued since the last dispatch: in one turn */
+    ngx_uint_t                        published;
+    /* the worker counts as busy until then */
+    ngx_msec_t                        busy;
     u_char                           *scratch;
     size_t                            scratch_size;
 } ngx_http_webhook_sse_courier_t;
@@ -218,7 +239,8 @@ static void ngx_http_webhook_sse_outbox_handler(ngx_event_t *ev);
 static void ngx_http_webhook_sse_outbox_dispatch(
     ngx_http_webhook_sse_courier_t *courier);
 static ngx_msec_t ngx_http_webhook_sse_outbox_take(
-    ngx_http_webhook_sse_courier_t *courier, size_t *taken, size_t *need);
+    ngx_http_webhook_sse_courier_t *courier, ngx_uint_t busy, size_t *taken,
+    size_t *need);
 static void ngx_http_webhook_sse_outbox_requeue(
     ngx_http_webhook_sse_outbox_t *ob, ngx_http_webhook_sse_delivery_t *d);
 static void ngx_http_webhook_sse_outbox_keep(ngx_http_webhook_sse_zone_t *zone,
@@ -237,7 +259,31 @@ static ngx_uint_t ngx_http_webhook_sse_latency_bucket(int64_t usec);
 static int64_t ngx_http_webhook_sse_latency_value(ngx_uint_t bucket);
 
 
+static ngx_int_t ngx_http_webhook_sse_outbox_sign(ngx_str_t *key,
+    u_char *data, size_t len, u_char *mac);
+static void ngx_http_webhook_sse_outbox_sign_exit(void);
+
+
 static ngx_array_t  *ngx_http_webhook_sse_couriers;
+
+
+/*
+ * HMAC contexts keyed with the secrets in use, kept by the worker: a
+ * signature then costs the hash alone, not a fetch of the algorithm and
+ * the keying of a fresh context (most of OpenSSL's one-shot HMAC()).
+ */
+#define NGX_HTTP_WEBHOOK_SSE_MACS  8
+
+typedef struct {
+    EVP_MAC_CTX                      *ctx;
+    size_t                            len;
+    u_char                            key[NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX];
+} ngx_http_webhook_sse_mac_t;
+
+static EVP_MAC                     *ngx_http_webhook_sse_hmac;
+static ngx_http_webhook_sse_mac_t   ngx_http_webhook_sse_macs[
+                                        NGX_HTTP_WEBHOOK_SSE_MACS];
+static ngx_uint_t                   ngx_http_webhook_sse_mac_next;
 
 
 /*
@@ -385,6 +431,7 @@ ngx_http_webhook_sse_outbox_limits(ngx_shm_zone_t *shm_zone)
 
         ep->concurrency = limit[i].concurrency;
         ep->interval = limit[i].interval;
+        ep->yield = (uint64_t) limit[i].yield * 1000;
         ep->tat = 0;
     }
 }
@@ -407,6 +454,7 @@ ngx_http_webhook_sse_outbox_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_webhook_sse_curl_exit();
+    ngx_http_webhook_sse_outbox_sign_exit();
 
     courier = ngx_http_webhook_sse_couriers->elts;
 
@@ -537,6 +585,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     ngx_http_webhook_sse_forward_t       *fwd;
     ngx_http_webhook_sse_endpoint_t      *ep;
     ngx_http_webhook_sse_delivery_t      *d;
+    ngx_http_webhook_sse_courier_t       *courier;
     ngx_http_webhook_sse_loc_conf_t      *wlcf;
     ngx_http_webhook_sse_forward_conf_t  *fcf;
     ngx_http_webhook_sse_payload_t        pl;
@@ -642,6 +691,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
 
         ep->concurrency = fcf->concurrency;
         ep->interval = fcf->interval;
+        ep->yield = (uint64_t) fcf->yield * 1000;
 
         size = offsetof(ngx_http_webhook_sse_delivery_t, data)
                + (parcels[i].runtime ? sizeof(ngx_http_webhook_sse_allow_t)
@@ -711,8 +761,12 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     }
 
     if (n > dropped) {
-        ngx_http_webhook_sse_outbox_kick(
-                                 ngx_http_webhook_sse_outbox_courier(zone));
+        courier = ngx_http_webhook_sse_outbox_courier(zone);
+
+        if (courier) {
+            courier->published++;
+            ngx_http_webhook_sse_outbox_kick(courier);
+        }
     }
 
     return;
@@ -977,11 +1031,19 @@ ngx_http_webhook_sse_outbox_alloc(ngx_http_webhook_sse_zone_t *zone,
 }
 
 
+/*
+ * The courier looks at the queue on the next turn of the event loop (at
+ * once: nginx does not wait for events then), after all this turn's
+ * events, pipelined requests included, and that turn's: so it counts the
+ * publishes of a whole turn, and starts the deliveries of all of them at
+ * once.
+ */
+
 static void
 ngx_http_webhook_sse_outbox_kick(ngx_http_webhook_sse_courier_t *courier)
 {
     if (courier && !courier->kick.posted) {
-        ngx_post_event(&courier->kick, &ngx_posted_events);
+        ngx_post_event(&courier->kick, &ngx_posted_next_events);
     }
 }
 
@@ -990,6 +1052,21 @@ static void
 ngx_http_webhook_sse_outbox_handler(ngx_event_t *ev)
 {
     ngx_http_webhook_sse_courier_t  *courier = ev->data;
+
+    if (ev == &courier->kick) {
+        /*
+         * The publishes of a turn: one that served many (several
+         * connections ready at once, pipelined requests) makes the worker
+         * busy.
+         */
+
+        if (courier->published >= NGX_HTTP_WEBHOOK_SSE_BUSY) {
+            courier->busy = ngx_current_msec
+                            + NGX_HTTP_WEBHOOK_SSE_BUSY_TIME;
+        }
+
+        courier->published = 0;
+    }
 
     ngx_http_webhook_sse_outbox_dispatch(courier);
 }
@@ -1002,12 +1079,16 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
 {
     u_char                           *p, *last;
     size_t                            taken, need, size;
+    ngx_uint_t                        busy;
     ngx_msec_t                        wait;
     ngx_http_webhook_sse_delivery_t  *d;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
+
+    /* publishes first (ngx_http_webhook_sse_outbox_handler) */
+    busy = ((ngx_msec_int_t) (courier->busy - ngx_current_msec) > 0);
 
     for ( ;; ) {
         if (courier->scratch == NULL) {
@@ -1022,7 +1103,8 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
             courier->scratch_size = size;
         }
 
-        wait = ngx_http_webhook_sse_outbox_take(courier, &taken, &need);
+        wait = ngx_http_webhook_sse_outbox_take(courier, busy, &taken,
+                                                &need);
 
         p = courier->scratch;
         last = p + taken;
@@ -1066,11 +1148,18 @@ ngx_http_webhook_sse_outbox_dispatch(ngx_http_webhook_sse_courier_t *courier)
  * Under the lock: expired leases back to their queues, then leases on
  * what may start now, copied to the scratch space.  Returns how long until
  * something more may start.  *need: a delivery that did not fit.
+ *
+ * A busy worker (publishes waiting on it) starts deliveries only once the
+ * oldest waiting one of an endpoint has waited its webhook_forward_yield,
+ * or when the deliveries waiting take their share of the zone: so a burst
+ * of publishes is served at their own speed, the deliveries follow, and
+ * they never wait longer than that bound for it (nor push publishes out
+ * of the zone: those are refused at half of it).
  */
 
 static ngx_msec_t
 ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
-    size_t *taken, size_t *need)
+    ngx_uint_t busy, size_t *taken, size_t *need)
 {
     size_t                            used, size;
     int64_t                           now, usec, wake, tolerance;
@@ -1091,6 +1180,12 @@ ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
     wake = now + NGX_HTTP_WEBHOOK_SSE_SWEEP;
 
     ngx_http_webhook_sse_store_lock(zone);
+
+    if (busy && ob->bytes >= zone->shm_zone->shm.size
+                              / NGX_HTTP_WEBHOOK_SSE_YIELD_SHARE)
+    {
+        busy = 0;
+    }
 
     for (eq = ngx_queue_head(&ob->endpoint_list);
          eq != ngx_queue_sentinel(&ob->endpoint_list);
@@ -1150,6 +1245,12 @@ ngx_http_webhook_sse_outbox_take(ngx_http_webhook_sse_courier_t *courier,
 
             if (ep->interval && ep->tat - usec > tolerance) {
                 wake = ngx_min(wake, (ep->tat - tolerance) / 1000 + 1);
+                break;
+            }
+
+            if (busy && usec - d->created < (int64_t) ep->yield) {
+                /* the oldest waiting: look again on the next turn */
+                wake = now;
                 break;
             }
 
@@ -1389,7 +1490,7 @@ ngx_http_webhook_sse_outbox_start(ngx_http_webhook_sse_courier_t *courier,
         key.data = secret;
         key.len = d->secret_len;
 
-        if (ngx_http_webhook_sse_hmac_sha256(&key, signed_content, len, mac)
+        if (ngx_http_webhook_sse_outbox_sign(&key, signed_content, len, mac)
             != NGX_OK)
         {
             ngx_free(signed_content);
@@ -1585,6 +1686,121 @@ ngx_http_webhook_sse_outbox_done(void *data,
     ngx_free(a);
 
     ngx_http_webhook_sse_outbox_kick(courier);
+}
+
+
+/* HMAC-SHA256 of data with key, through a kept context of that key */
+
+static ngx_int_t
+ngx_http_webhook_sse_outbox_sign(ngx_str_t *key, u_char *data, size_t len,
+    u_char *mac)
+{
+    size_t                       n;
+    ngx_uint_t                   i;
+    OSSL_PARAM                   params[2];
+    ngx_http_webhook_sse_mac_t  *m;
+
+    if (key->len > NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX) {
+        return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+    }
+
+    if (ngx_http_webhook_sse_hmac == NULL) {
+        ngx_http_webhook_sse_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
+        if (ngx_http_webhook_sse_hmac == NULL) {
+            return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+        }
+    }
+
+    m = NULL;
+
+    for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_MACS; i++) {
+        if (ngx_http_webhook_sse_macs[i].ctx
+            && ngx_http_webhook_sse_macs[i].len == key->len
+            && ngx_memcmp(ngx_http_webhook_sse_macs[i].key, key->data,
+                          key->len)
+               == 0)
+        {
+            m = &ngx_http_webhook_sse_macs[i];
+            break;
+        }
+    }
+
+    if (m) {
+        /* the same key again: the context starts over with it */
+        if (EVP_MAC_init(m->ctx, NULL, 0, NULL) != 1) {
+            goto failed;
+        }
+
+    } else {
+        m = &ngx_http_webhook_sse_macs[ngx_http_webhook_sse_mac_next];
+        ngx_http_webhook_sse_mac_next = (ngx_http_webhook_sse_mac_next + 1)
+                                        % NGX_HTTP_WEBHOOK_SSE_MACS;
+
+        if (m->ctx) {
+            EVP_MAC_CTX_free(m->ctx);
+            OPENSSL_cleanse(m->key, m->len);
+        }
+
+        m->len = 0;
+
+        m->ctx = EVP_MAC_CTX_new(ngx_http_webhook_sse_hmac);
+        if (m->ctx == NULL) {
+            return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+        }
+
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                     (char *) "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_end();
+
+        if (EVP_MAC_init(m->ctx, key->data, key->len, params) != 1) {
+            goto failed;
+        }
+
+        ngx_memcpy(m->key, key->data, key->len);
+        m->len = key->len;
+    }
+
+    if (EVP_MAC_update(m->ctx, data, len) != 1
+        || EVP_MAC_final(m->ctx, mac, &n, NGX_HTTP_WEBHOOK_SSE_MAC_LEN) != 1
+        || n != NGX_HTTP_WEBHOOK_SSE_MAC_LEN)
+    {
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    EVP_MAC_CTX_free(m->ctx);
+    OPENSSL_cleanse(m->key, m->len);
+    m->ctx = NULL;
+    m->len = 0;
+
+    return ngx_http_webhook_sse_hmac_sha256(key, data, len, mac);
+}
+
+
+static void
+ngx_http_webhook_sse_outbox_sign_exit(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_MACS; i++) {
+        if (ngx_http_webhook_sse_macs[i].ctx) {
+            EVP_MAC_CTX_free(ngx_http_webhook_sse_macs[i].ctx);
+            ngx_http_webhook_sse_macs[i].ctx = NULL;
+        }
+
+        OPENSSL_cleanse(ngx_http_webhook_sse_macs[i].key,
+                        ngx_http_webhook_sse_macs[i].len);
+        ngx_http_webhook_sse_macs[i].len = 0;
+    }
+
+    if (ngx_http_webhook_sse_hmac) {
+        EVP_MAC_free(ngx_http_webhook_sse_hmac);
+        ngx_http_webhook_sse_hmac = NULL;
+    }
 }
 
 

@@ -222,6 +222,11 @@ for my $case (
       qr/1 to 10000/, 'a concurrency of 0' ],
     [ 'webhook_publish chat; webhook_forward_retry 1s x;',
       qr/invalid wait/, 'a bad retry wait' ],
+    [ 'webhook_publish chat; webhook_forward_yield soon;',
+      qr/invalid value/, 'a bad yield time' ],
+    [ 'webhook_publish chat; webhook_forward_yield 1s; '
+      . 'webhook_forward_yield off;',
+      qr/is duplicate/, 'a second webhook_forward_yield' ],
     [ 'webhook_publish chat; '
       . 'webhook_forward http://x/ secret=env=NO_SUCH_VAR_X;',
       qr/NO_SUCH_VAR_X/, 'a secret from a missing variable' ],
