@@ -2444,6 +2444,7 @@ ngx_http_webhook_sse_outbox_event(ngx_http_webhook_sse_zone_t *zone,
 
         ep->concurrency = fcf->concurrency;
         ep->interval = fcf->interval;
+        ep->yield = (uint64_t) fcf->yield * 1000;
 
         size = offsetof(ngx_http_webhook_sse_delivery_t, data)
                + fwd[i].url.value.len + fwd[i].secret.len + id.len
