@@ -20,6 +20,8 @@
 
 static ngx_int_t ngx_http_webhook_sse_forward_new_cycle(ngx_conf_t *cf);
 static void ngx_http_webhook_sse_forward_restore(void *data);
+static char *ngx_http_webhook_sse_forward_secret(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *param, ngx_http_webhook_sse_forward_t *fwd);
 static char *ngx_http_webhook_sse_forward_url(ngx_conf_t *cf,
     ngx_http_webhook_sse_forward_t *fwd, ngx_str_t *url);
 static ngx_uint_t ngx_http_webhook_sse_public_addr(struct sockaddr *sa);
@@ -280,7 +282,7 @@ ngx_http_webhook_sse_forward(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
 
     char                                 *rv;
-    ngx_str_t                            *value, s, secret;
+    ngx_str_t                            *value;
     ngx_uint_t                            i;
     ngx_http_webhook_sse_forward_t       *fwd;
     ngx_http_webhook_sse_forward_conf_t  *fcf;
@@ -308,24 +310,10 @@ ngx_http_webhook_sse_forward(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
-            s.data = value[i].data + 7;
-            s.len = value[i].len - 7;
-
-            rv = ngx_http_webhook_sse_conf_secret(cf, &cmd->name, &s,
-                                                  &secret);
+            rv = ngx_http_webhook_sse_forward_secret(cf, &cmd->name,
+                                                     &value[i], fwd);
             if (rv != NGX_CONF_OK) {
                 return rv;
-            }
-
-            if (ngx_http_webhook_sse_forward_key(&secret, &fwd->secret,
-                                                 cf->pool)
-                != NGX_OK)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "%V: a \"whsec_\" secret must be base64 "
-                                   "of 1 to %d bytes", &cmd->name,
-                                   NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX);
-                return NGX_CONF_ERROR;
             }
 
             continue;
@@ -347,6 +335,37 @@ ngx_http_webhook_sse_forward(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_webhook_sse_forward_url(cf, fwd, &value[1]);
+}
+
+
+/* the secret=.. parameter of webhook_forward and webhook_presence_forward */
+
+static char *
+ngx_http_webhook_sse_forward_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *param, ngx_http_webhook_sse_forward_t *fwd)
+{
+    char       *rv;
+    ngx_str_t   value, secret;
+
+    value.data = param->data + sizeof("secret=") - 1;
+    value.len = param->len - (sizeof("secret=") - 1);
+
+    rv = ngx_http_webhook_sse_conf_secret(cf, name, &value, &secret);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (ngx_http_webhook_sse_forward_key(&secret, &fwd->secret, cf->pool)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V: a \"whsec_\" secret must be base64 "
+                           "of 1 to %d bytes", name,
+                           NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -983,7 +1002,7 @@ ngx_http_webhook_sse_presence_forward(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_webhook_sse_loc_conf_t *wlcf = conf;
 
     char                                     *rv;
-    ngx_str_t                                *value, s, secret;
+    ngx_str_t                                *value;
     ngx_uint_t                                i, plain;
     ngx_http_webhook_sse_zone_t              *zone;
     ngx_http_webhook_sse_forward_t           *fwd;
@@ -1039,24 +1058,10 @@ ngx_http_webhook_sse_presence_forward(ngx_conf_t *cf, ngx_command_t *cmd,
     for (i = 3; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
-            s.data = value[i].data + 7;
-            s.len = value[i].len - 7;
-
-            rv = ngx_http_webhook_sse_conf_secret(cf, &cmd->name, &s,
-                                                  &secret);
+            rv = ngx_http_webhook_sse_forward_secret(cf, &cmd->name,
+                                                     &value[i], fwd);
             if (rv != NGX_CONF_OK) {
                 return rv;
-            }
-
-            if (ngx_http_webhook_sse_forward_key(&secret, &fwd->secret,
-                                                 cf->pool)
-                != NGX_OK)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "%V: a \"whsec_\" secret must be base64 "
-                                   "of 1 to %d bytes", &cmd->name,
-                                   NGX_HTTP_WEBHOOK_SSE_FWD_SECRET_MAX);
-                return NGX_CONF_ERROR;
             }
 
             continue;
