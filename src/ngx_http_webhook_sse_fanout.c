@@ -45,6 +45,7 @@ static void ngx_http_webhook_sse_fanout_write(
     ngx_http_webhook_sse_worker_t *worker);
 static void ngx_http_webhook_sse_fanout_write_handler(ngx_event_t *ev);
 static void ngx_http_webhook_sse_fanout_check_handler(ngx_event_t *ev);
+static void ngx_http_webhook_sse_fanout_lane_handler(ngx_event_t *ev);
 static int ngx_libc_cdecl ngx_http_webhook_sse_fanout_cmp(const void *one,
     const void *two);
 
@@ -99,6 +100,103 @@ ngx_http_webhook_sse_fanout_init(ngx_cycle_t *cycle,
     worker->check.cancelable = 1;
 
     return worker;
+}
+
+
+/*
+ * Puts a stream's heartbeats in the lane of its interval: its heartbeat
+ * event is posted when due.  NGX_DECLINED: every lane has another
+ * interval, the stream keeps a timer of its own.
+ */
+
+ngx_int_t
+ngx_http_webhook_sse_fanout_beat(ngx_http_webhook_sse_stream_t *stream)
+{
+    ngx_uint_t                      i;
+    ngx_msec_t                      interval;
+    ngx_http_webhook_sse_lane_t    *lane;
+    ngx_http_webhook_sse_worker_t  *worker;
+
+    worker = stream->worker;
+    interval = stream->conf->heartbeat;
+
+    lane = NULL;
+
+    for (i = 0; i < worker->nlanes; i++) {
+        if (worker->lanes[i].interval == interval) {
+            lane = &worker->lanes[i];
+            break;
+        }
+    }
+
+    if (lane == NULL) {
+        if (worker->nlanes == NGX_HTTP_WEBHOOK_SSE_LANES) {
+            return NGX_DECLINED;
+        }
+
+        lane = &worker->lanes[worker->nlanes++];
+
+        lane->interval = interval;
+        ngx_queue_init(&lane->streams);
+
+        lane->timer.handler = ngx_http_webhook_sse_fanout_lane_handler;
+        lane->timer.data = lane;
+        lane->timer.log = worker->log;
+        lane->timer.cancelable = 1;
+    }
+
+    /* every stream of a lane waits the same: the tail is due last */
+
+    stream->lane = lane;
+    stream->beat_at = ngx_current_msec + interval;
+    ngx_queue_insert_tail(&lane->streams, &stream->lane_link);
+
+    if (!lane->timer.timer_set) {
+        ngx_add_timer(&lane->timer, interval);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_webhook_sse_fanout_unbeat(ngx_http_webhook_sse_stream_t *stream)
+{
+    if (stream->lane) {
+        ngx_queue_remove(&stream->lane_link);
+        stream->lane = NULL;
+    }
+}
+
+
+static void
+ngx_http_webhook_sse_fanout_lane_handler(ngx_event_t *ev)
+{
+    ngx_http_webhook_sse_lane_t *lane = ev->data;
+
+    ngx_queue_t                    *q;
+    ngx_msec_int_t                  wait;
+    ngx_http_webhook_sse_stream_t  *stream;
+
+    while (!ngx_queue_empty(&lane->streams)) {
+        q = ngx_queue_head(&lane->streams);
+        stream = ngx_queue_data(q, ngx_http_webhook_sse_stream_t, lane_link);
+
+        wait = (ngx_msec_int_t) (stream->beat_at - ngx_current_msec);
+
+        if (wait > 0) {
+            ngx_add_timer(ev, (ngx_msec_t) wait);
+            return;
+        }
+
+        ngx_queue_remove(q);
+
+        stream->beat_at = ngx_current_msec + lane->interval;
+        ngx_queue_insert_tail(&lane->streams, q);
+
+        /* the stream's own handler sends it, as from its own timer */
+        ngx_post_event(&stream->heartbeat, &ngx_posted_events);
+    }
 }
 
 
@@ -729,6 +827,8 @@ ngx_http_webhook_sse_fanout_release(ngx_http_webhook_sse_stream_t *stream)
     if (stream->heartbeat.posted) {
         ngx_delete_posted_event(&stream->heartbeat);
     }
+
+    ngx_http_webhook_sse_fanout_unbeat(stream);
 
     if (stream->touched) {
         ngx_queue_remove(&stream->touched_link);

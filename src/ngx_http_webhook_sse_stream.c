@@ -229,7 +229,9 @@ ngx_http_webhook_sse_stream_handler(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_webhook_sse_write_handler;
 
-    if (wlcf->heartbeat) {
+    if (wlcf->heartbeat
+        && ngx_http_webhook_sse_fanout_beat(stream) != NGX_OK)
+    {
         ngx_add_timer(&stream->heartbeat, wlcf->heartbeat);
     }
 
@@ -572,7 +574,9 @@ ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
         }
 
         /* the heartbeat's own turn may have been taken by this one */
-        if (stream->conf->heartbeat && !ev->timer_set) {
+        if (stream->conf->heartbeat && stream->lane == NULL
+            && !ev->timer_set)
+        {
             ngx_add_timer(ev, stream->conf->heartbeat);
         }
 
@@ -593,7 +597,9 @@ ngx_http_webhook_sse_heartbeat_handler(ngx_event_t *ev)
         }
     }
 
-    ngx_add_timer(ev, stream->conf->heartbeat);
+    if (stream->lane == NULL) {
+        ngx_add_timer(ev, stream->conf->heartbeat);
+    }
 }
 
 
@@ -636,6 +642,8 @@ ngx_http_webhook_sse_stream_end_all(void *data)
         if (stream->heartbeat.timer_set) {
             ngx_del_timer(&stream->heartbeat);
         }
+
+        ngx_http_webhook_sse_fanout_unbeat(stream);
 
         if (stream->transport == NGX_HTTP_WEBHOOK_SSE_WEBSOCKET) {
             ngx_http_webhook_sse_websocket_end(stream);

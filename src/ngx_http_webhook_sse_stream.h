@@ -81,6 +81,21 @@ typedef struct {
 } ngx_http_webhook_sse_lchannel_t;
 
 
+#define NGX_HTTP_WEBHOOK_SSE_LANES  4
+
+
+/*
+ * The heartbeats of a worker's streams of one interval: the streams in
+ * the order their next heartbeat is due, one timer for all of them, so
+ * that nginx's timer tree does not hold a node per stream.
+ */
+typedef struct {
+    ngx_msec_t                         interval;
+    ngx_queue_t                        streams;
+    ngx_event_t                        timer;
+} ngx_http_webhook_sse_lane_t;
+
+
 /* a worker's streams of one zone */
 typedef struct {
     ngx_http_webhook_sse_zone_t       *zone;
@@ -119,6 +134,10 @@ typedef struct {
     /* ends the grace periods of sessions without streams (presence.c) */
     ngx_event_t                        presence;
 
+    /* heartbeat lanes, one per interval in use (the rest: own timers) */
+    ngx_http_webhook_sse_lane_t        lanes[NGX_HTTP_WEBHOOK_SSE_LANES];
+    ngx_uint_t                         nlanes;
+
     ngx_http_webhook_sse_close_pt      close;
     ngx_log_t                         *log;
 } ngx_http_webhook_sse_worker_t;
@@ -154,6 +173,11 @@ struct ngx_http_webhook_sse_stream_s {
     /* when it was subscribed, Unix milliseconds (presence) */
     int64_t                            opened;
     ngx_event_t                        heartbeat;
+
+    /* in a heartbeat lane: due at beat_at; NULL: on its own timer */
+    ngx_http_webhook_sse_lane_t       *lane;
+    ngx_queue_t                        lane_link;
+    ngx_msec_t                         beat_at;
 
     /* appended, not yet handed to the output filters */
     ngx_http_webhook_sse_out_t        *queued;
@@ -218,6 +242,9 @@ ngx_int_t ngx_http_webhook_sse_fanout_subscribe(
 ngx_int_t ngx_http_webhook_sse_fanout_catch_up(
     ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_fanout_deliver(void *data);
+ngx_int_t ngx_http_webhook_sse_fanout_beat(
+    ngx_http_webhook_sse_stream_t *stream);
+void ngx_http_webhook_sse_fanout_unbeat(ngx_http_webhook_sse_stream_t *stream);
 void ngx_http_webhook_sse_fanout_release(
     ngx_http_webhook_sse_stream_t *stream);
 

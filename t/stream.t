@@ -28,6 +28,17 @@ my $t = WebhookSSE::Test->new(http => <<'EOF')->start;
         location = /stream0  { webhook_stream chat; webhook_replay 0; }
         location = /hb       { webhook_stream chat; webhook_heartbeat 1s;
                                webhook_replay 0; }
+        # six intervals: more than a worker's heartbeat lanes (4)
+        location = /hb1 { webhook_stream chat; webhook_replay 0;
+                          webhook_heartbeat 1100ms; }
+        location = /hb2 { webhook_stream chat; webhook_replay 0;
+                          webhook_heartbeat 1200ms; }
+        location = /hb3 { webhook_stream chat; webhook_replay 0;
+                          webhook_heartbeat 1300ms; }
+        location = /hb4 { webhook_stream chat; webhook_replay 0;
+                          webhook_heartbeat 1400ms; }
+        location = /hb5 { webhook_stream chat; webhook_replay 0;
+                          webhook_heartbeat 1500ms; }
         location = /conv     { webhook_stream chat;
                                webhook_session_field conversation_id; }
         location ~ ^/sse/([^/]+)$ {
@@ -433,6 +444,46 @@ sub last_n
     ok(!defined $d->wait_comment(1.5),
        'heartbeat: default (30s) sends none within 1.5 s');
     $d->close;
+}
+
+
+# Heartbeats of one interval share a lane (one timer per worker), the
+# lanes are limited and other intervals keep their own timers: each stream
+# gets its heartbeats at its own interval, and one leaving its lane does
+# not stop the others.
+{
+    my @paths = ('/hb', '/hb', '/hb', '/hb1', '/hb2', '/hb3', '/hb4', '/hb5');
+    my @s = map { $t->sse("$paths[$_]?sessionId=lane$_") } 0 .. $#paths;
+    $_->wait_events(1, 5) for @s;
+
+    $s[0]->close;
+
+    # read all of them at once, noting when each heartbeat arrives
+    my %at;
+    my $deadline = time + 8;
+
+    while (time < $deadline) {
+        for my $i (1 .. $#s) {
+            $s[$i]->pump(0.01);
+            my $n = grep { $_ eq 'heartbeat' } @{ $s[$i]{comments} };
+            push @{ $at{$i} }, time while @{ $at{$i} // [] } < $n;
+        }
+
+        last unless grep { @{ $at{$_} // [] } < 3 } 1 .. $#s;
+    }
+
+    for my $i (1 .. $#s) {
+        my @t = @{ $at{$i} // [] };
+        my ($gap) = sort { $a <=> $b } map { $t[$_] - $t[$_ - 1] } 1 .. $#t;
+        ok(@t >= 3, "heartbeat lanes: $paths[$i] stream $i gets its "
+           . "heartbeats") or diag scalar(@t) . " in 8 s";
+        ok(defined $gap && $gap > 0.5, "heartbeat lanes: $paths[$i] not "
+           . "more often than its interval")
+            or diag sprintf "%.2f s apart", $gap // -1;
+    }
+
+    ok(!$_->{closed}, 'heartbeat lanes: stream still open') for @s[1 .. $#s];
+    $_->close for @s[1 .. $#s];
 }
 
 finish();
