@@ -95,6 +95,33 @@ ngx_http_webhook_sse_zones(ngx_cycle_t *cycle)
 }
 
 
+/* the webhook_zone of that name defined so far, NULL: none */
+
+ngx_http_webhook_sse_zone_t *
+ngx_http_webhook_sse_conf_zone(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_str_t                          *zone_name;
+    ngx_uint_t                          i;
+    ngx_http_webhook_sse_zone_t       **zones;
+    ngx_http_webhook_sse_main_conf_t   *wmcf;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_sse_module);
+    zones = wmcf->zones.elts;
+
+    for (i = 0; i < wmcf->zones.nelts; i++) {
+        zone_name = &zones[i]->shm_zone->shm.name;
+
+        if (zone_name->len == name->len
+            && ngx_strncmp(zone_name->data, name->data, name->len) == 0)
+        {
+            return zones[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 ngx_int_t
 ngx_http_webhook_sse_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
