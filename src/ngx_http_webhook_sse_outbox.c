@@ -220,6 +220,11 @@ typedef struct {
 static void ngx_http_webhook_sse_outbox_limits(ngx_shm_zone_t *shm_zone);
 static ngx_http_webhook_sse_courier_t *ngx_http_webhook_sse_outbox_courier(
     ngx_http_webhook_sse_zone_t *zone);
+static ngx_int_t ngx_http_webhook_sse_outbox_queue(
+    ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_forward_conf_t *fcf,
+    ngx_http_webhook_sse_parcel_t *parcel, ngx_str_t *id, int64_t created,
+    int64_t now);
 static ngx_int_t ngx_http_webhook_sse_outbox_parcel(ngx_http_request_t *r,
     ngx_http_webhook_sse_forward_t *fwd, ngx_http_webhook_sse_payload_t *pl,
     ngx_http_webhook_sse_parcel_t *parcel);
@@ -574,7 +579,7 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     ngx_str_t *id, int64_t time, ngx_str_t *extra, ngx_str_t *members)
 {
     u_char                               *p;
-    size_t                                size, dropped;
+    size_t                                dropped;
     int64_t                               now, created;
     ngx_int_t                             rc;
     ngx_uint_t                            i, n;
@@ -583,8 +588,6 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     ngx_http_webhook_sse_outbox_t        *ob;
     ngx_http_webhook_sse_parcel_t        *parcels;
     ngx_http_webhook_sse_forward_t       *fwd;
-    ngx_http_webhook_sse_endpoint_t      *ep;
-    ngx_http_webhook_sse_delivery_t      *d;
     ngx_http_webhook_sse_courier_t       *courier;
     ngx_http_webhook_sse_loc_conf_t      *wlcf;
     ngx_http_webhook_sse_forward_conf_t  *fcf;
@@ -682,71 +685,13 @@ ngx_http_webhook_sse_outbox_enqueue(ngx_http_request_t *r, ngx_str_t *session,
     ngx_http_webhook_sse_store_lock(zone);
 
     for (i = 0; i < n; i++) {
-        ep = ngx_http_webhook_sse_outbox_endpoint(zone, &parcels[i].endpoint);
-        if (ep == NULL) {
+        if (ngx_http_webhook_sse_outbox_queue(zone, fcf, &parcels[i], id,
+                                              created, now)
+            != NGX_OK)
+        {
             parcels[i].dropped = 1;
             dropped++;
-            continue;
         }
-
-        ep->concurrency = fcf->concurrency;
-        ep->interval = fcf->interval;
-        ep->yield = (uint64_t) fcf->yield * 1000;
-
-        size = offsetof(ngx_http_webhook_sse_delivery_t, data)
-               + (parcels[i].runtime ? sizeof(ngx_http_webhook_sse_allow_t)
-                                     : 0)
-               + parcels[i].url.len + parcels[i].secret.len + id->len
-               + parcels[i].body.len + fcf->trusted_certificate.len;
-
-        d = ngx_http_webhook_sse_outbox_alloc(zone, size);
-        if (d == NULL) {
-            ep->dropped++;
-            parcels[i].dropped = 1;
-            dropped++;
-            continue;
-        }
-
-        ngx_memzero(d, offsetof(ngx_http_webhook_sse_delivery_t, data));
-
-        d->node.key = (ngx_rbtree_key_t) ob->next_id++;
-        d->endpoint = ep;
-        d->created = created;
-        d->due = now;
-        d->state = NGX_HTTP_WEBHOOK_SSE_QUEUED;
-        d->runtime = parcels[i].runtime;
-        d->plain = parcels[i].plain;
-        d->timeout = fcf->timeout;
-        d->nretry = fcf->retry->nelts;
-        ngx_memcpy(d->retry, fcf->retry->elts,
-                   fcf->retry->nelts * sizeof(ngx_msec_t));
-
-        d->size = size;
-        d->url_len = parcels[i].url.len;
-        d->secret_len = parcels[i].secret.len;
-        d->id_len = id->len;
-        d->body_len = parcels[i].body.len;
-        d->ca_len = fcf->trusted_certificate.len;
-
-        p = d->data;
-
-        if (d->runtime) {
-            p = ngx_cpymem(p, fcf->allow,
-                           sizeof(ngx_http_webhook_sse_allow_t));
-        }
-
-        p = ngx_cpymem(p, parcels[i].url.data, parcels[i].url.len);
-        p = ngx_cpymem(p, parcels[i].secret.data, parcels[i].secret.len);
-        p = ngx_cpymem(p, id->data, id->len);
-        p = ngx_cpymem(p, parcels[i].body.data, parcels[i].body.len);
-        ngx_memcpy(p, fcf->trusted_certificate.data,
-                   fcf->trusted_certificate.len);
-
-        ngx_rbtree_insert(&ob->deliveries, &d->node);
-        ngx_queue_insert_tail(&ep->queued, &d->queue);
-        ep->nqueued++;
-        ob->waiting++;
-        ob->bytes += size;
     }
 
     ngx_http_webhook_sse_store_unlock(zone);
@@ -780,6 +725,90 @@ failed:
 
 
 /* URL, endpoint, key and body of one webhook_forward, in the pool */
+
+/*
+ * One delivery into the zone's queue, the zone locked: its endpoint (made
+ * when new, with the settings of this forward), the delivery with its
+ * parts copied in the order the courier reads them.  NGX_DECLINED: no
+ * room in the zone, the delivery is dropped.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sse_outbox_queue(ngx_http_webhook_sse_zone_t *zone,
+    ngx_http_webhook_sse_forward_conf_t *fcf,
+    ngx_http_webhook_sse_parcel_t *parcel, ngx_str_t *id, int64_t created,
+    int64_t now)
+{
+    u_char                           *p;
+    size_t                            size;
+    ngx_http_webhook_sse_outbox_t    *ob;
+    ngx_http_webhook_sse_endpoint_t  *ep;
+    ngx_http_webhook_sse_delivery_t  *d;
+
+    ob = zone->sh->outbox;
+
+    ep = ngx_http_webhook_sse_outbox_endpoint(zone, &parcel->endpoint);
+    if (ep == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ep->concurrency = fcf->concurrency;
+    ep->interval = fcf->interval;
+    ep->yield = (uint64_t) fcf->yield * 1000;
+
+    size = offsetof(ngx_http_webhook_sse_delivery_t, data)
+           + (parcel->runtime ? sizeof(ngx_http_webhook_sse_allow_t) : 0)
+           + parcel->url.len + parcel->secret.len + id->len
+           + parcel->body.len + fcf->trusted_certificate.len;
+
+    d = ngx_http_webhook_sse_outbox_alloc(zone, size);
+    if (d == NULL) {
+        ep->dropped++;
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(d, offsetof(ngx_http_webhook_sse_delivery_t, data));
+
+    d->node.key = (ngx_rbtree_key_t) ob->next_id++;
+    d->endpoint = ep;
+    d->created = created;
+    d->due = now;
+    d->state = NGX_HTTP_WEBHOOK_SSE_QUEUED;
+    d->runtime = parcel->runtime;
+    d->plain = parcel->plain;
+    d->timeout = fcf->timeout;
+    d->nretry = fcf->retry->nelts;
+    ngx_memcpy(d->retry, fcf->retry->elts,
+               fcf->retry->nelts * sizeof(ngx_msec_t));
+
+    d->size = size;
+    d->url_len = parcel->url.len;
+    d->secret_len = parcel->secret.len;
+    d->id_len = id->len;
+    d->body_len = parcel->body.len;
+    d->ca_len = fcf->trusted_certificate.len;
+
+    p = d->data;
+
+    if (d->runtime) {
+        p = ngx_cpymem(p, fcf->allow, sizeof(ngx_http_webhook_sse_allow_t));
+    }
+
+    p = ngx_cpymem(p, parcel->url.data, parcel->url.len);
+    p = ngx_cpymem(p, parcel->secret.data, parcel->secret.len);
+    p = ngx_cpymem(p, id->data, id->len);
+    p = ngx_cpymem(p, parcel->body.data, parcel->body.len);
+    ngx_memcpy(p, fcf->trusted_certificate.data, fcf->trusted_certificate.len);
+
+    ngx_rbtree_insert(&ob->deliveries, &d->node);
+    ngx_queue_insert_tail(&ep->queued, &d->queue);
+    ep->nqueued++;
+    ob->waiting++;
+    ob->bytes += size;
+
+    return NGX_OK;
+}
+
 
 static ngx_int_t
 ngx_http_webhook_sse_outbox_parcel(ngx_http_request_t *r,
@@ -2388,15 +2417,13 @@ ngx_http_webhook_sse_outbox_event(ngx_http_webhook_sse_zone_t *zone,
     ngx_array_t *forwards, ngx_http_webhook_sse_forward_conf_t *fcf,
     ngx_str_t *prefix, ngx_str_t *body)
 {
-    u_char                           *p;
-    size_t                            size, bytes;
+    size_t                            bytes;
     int64_t                           now, created;
     ngx_str_t                         id;
     ngx_uint_t                        i, n, dropped;
     ngx_http_webhook_sse_outbox_t    *ob;
     ngx_http_webhook_sse_forward_t   *fwd;
-    ngx_http_webhook_sse_endpoint_t  *ep;
-    ngx_http_webhook_sse_delivery_t  *d;
+    ngx_http_webhook_sse_parcel_t     parcel;
     u_char                          drop[NGX_HTTP_WEBHOOK_SSE_EVENT_URLS_MAX];
     u_char                            idbuf[64 + NGX_HTTP_WEBHOOK_SSE_ID_LEN];
 
@@ -2433,64 +2460,18 @@ ngx_http_webhook_sse_outbox_event(ngx_http_webhook_sse_zone_t *zone,
                          ob->next_id)
              - idbuf;
 
+    ngx_memzero(&parcel, sizeof(ngx_http_webhook_sse_parcel_t));
+
     for (i = 0; i < n; i++) {
-        drop[i] = 1;
+        parcel.endpoint = fwd[i].endpoint;
+        parcel.url = fwd[i].url.value;
+        parcel.secret = fwd[i].secret;
+        parcel.body = *body;
 
-        ep = ngx_http_webhook_sse_outbox_endpoint(zone, &fwd[i].endpoint);
-        if (ep == NULL) {
-            dropped++;
-            continue;
-        }
-
-        ep->concurrency = fcf->concurrency;
-        ep->interval = fcf->interval;
-        ep->yield = (uint64_t) fcf->yield * 1000;
-
-        size = offsetof(ngx_http_webhook_sse_delivery_t, data)
-               + fwd[i].url.value.len + fwd[i].secret.len + id.len
-               + body->len + fcf->trusted_certificate.len;
-
-        d = ngx_http_webhook_sse_outbox_alloc(zone, size);
-        if (d == NULL) {
-            ep->dropped++;
-            dropped++;
-            continue;
-        }
-
-        drop[i] = 0;
-
-        ngx_memzero(d, offsetof(ngx_http_webhook_sse_delivery_t, data));
-
-        d->node.key = (ngx_rbtree_key_t) ob->next_id++;
-        d->endpoint = ep;
-        d->created = created;
-        d->due = now;
-        d->state = NGX_HTTP_WEBHOOK_SSE_QUEUED;
-        d->timeout = fcf->timeout;
-        d->nretry = fcf->retry->nelts;
-        ngx_memcpy(d->retry, fcf->retry->elts,
-                   fcf->retry->nelts * sizeof(ngx_msec_t));
-
-        d->size = size;
-        d->url_len = fwd[i].url.value.len;
-        d->secret_len = fwd[i].secret.len;
-        d->id_len = id.len;
-        d->body_len = body->len;
-        d->ca_len = fcf->trusted_certificate.len;
-
-        p = d->data;
-        p = ngx_cpymem(p, fwd[i].url.value.data, fwd[i].url.value.len);
-        p = ngx_cpymem(p, fwd[i].secret.data, fwd[i].secret.len);
-        p = ngx_cpymem(p, id.data, id.len);
-        p = ngx_cpymem(p, body->data, body->len);
-        ngx_memcpy(p, fcf->trusted_certificate.data,
-                   fcf->trusted_certificate.len);
-
-        ngx_rbtree_insert(&ob->deliveries, &d->node);
-        ngx_queue_insert_tail(&ep->queued, &d->queue);
-        ep->nqueued++;
-        ob->waiting++;
-        ob->bytes += size;
+        drop[i] = (ngx_http_webhook_sse_outbox_queue(zone, fcf, &parcel, &id,
+                                                     created, now)
+                   != NGX_OK);
+        dropped += drop[i];
     }
 
     ngx_http_webhook_sse_store_unlock(zone);
