@@ -718,8 +718,14 @@ ngx_http_webhook_sse_fanout_write(ngx_http_webhook_sse_worker_t *worker)
         }
     }
 
+    /*
+     * The next turn of the event loop, after epoll: nginx runs what is
+     * posted to ngx_posted_events while posting goes on, so a slice
+     * posted there would sweep every stream before any other event.
+     */
+
     if (!ngx_queue_empty(&worker->touched) && !worker->writer.posted) {
-        ngx_post_event(&worker->writer, &ngx_posted_events);
+        ngx_post_event(&worker->writer, &ngx_posted_next_events);
     }
 }
 
