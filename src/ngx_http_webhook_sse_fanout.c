@@ -37,8 +37,6 @@ static size_t ngx_http_webhook_sse_fanout_part(
     ngx_http_webhook_sse_stream_t *stream);
 static ngx_int_t ngx_http_webhook_sse_fanout_append(
     ngx_http_webhook_sse_stream_t *stream);
-static ngx_http_webhook_sse_lchannel_t *ngx_http_webhook_sse_fanout_channel(
-    ngx_http_webhook_sse_worker_t *worker, uint64_t id);
 static void ngx_http_webhook_sse_fanout_push(
     ngx_http_webhook_sse_stream_t *stream, ngx_http_webhook_sse_event_t *ev);
 static void ngx_http_webhook_sse_fanout_write(
@@ -83,8 +81,6 @@ ngx_http_webhook_sse_fanout_init(ngx_cycle_t *cycle,
     worker->close = close_handler;
     worker->log = cycle->log;
 
-    ngx_rbtree_init(&worker->channels, &worker->channels_sentinel,
-                    ngx_rbtree_insert_value);
     ngx_rbtree_init(&worker->events, &worker->events_sentinel,
                     ngx_rbtree_insert_value);
     ngx_queue_init(&worker->streams);
@@ -277,6 +273,13 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
     nlc = NULL;
 
     if (session->len) {
+        if (ngx_http_webhook_sse_channels_reserve(&worker->channels,
+                                                  worker->log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         nlc = ngx_alloc(sizeof(ngx_http_webhook_sse_lchannel_t) + session->len,
                         worker->log);
         if (nlc == NULL) {
@@ -316,20 +319,21 @@ ngx_http_webhook_sse_fanout_subscribe(ngx_http_webhook_sse_stream_t *stream,
     lc = NULL;
 
     if (session->len) {
-        lc = ngx_http_webhook_sse_fanout_channel(worker, subscribed.channel);
+        lc = ngx_http_webhook_sse_channels_find(&worker->channels,
+                                                subscribed.channel);
 
         if (lc == NULL) {
             lc = nlc;
             nlc = NULL;
 
-            lc->node.key = (ngx_rbtree_key_t) subscribed.channel;
+            lc->id = subscribed.channel;
             lc->nstreams = 0;
             lc->session.len = session->len;
             lc->session.data = (u_char *) &lc[1];
             ngx_memcpy(lc->session.data, session->data, session->len);
             ngx_queue_init(&lc->streams);
 
-            ngx_rbtree_insert(&worker->channels, &lc->node);
+            ngx_http_webhook_sse_channels_add(&worker->channels, lc);
         }
 
         ngx_queue_insert_tail(&lc->streams, &stream->channel_link);
@@ -526,31 +530,6 @@ ngx_http_webhook_sse_fanout_catch_up(ngx_http_webhook_sse_stream_t *stream)
 }
 
 
-static ngx_http_webhook_sse_lchannel_t *
-ngx_http_webhook_sse_fanout_channel(ngx_http_webhook_sse_worker_t *worker,
-    uint64_t id)
-{
-    ngx_rbtree_key_t    key;
-    ngx_rbtree_node_t  *node, *sentinel;
-
-    key = (ngx_rbtree_key_t) id;
-
-    node = worker->channels.root;
-    sentinel = worker->channels.sentinel;
-
-    while (node != sentinel) {
-
-        if (key == node->key) {
-            return (ngx_http_webhook_sse_lchannel_t *) node;
-        }
-
-        node = (key < node->key) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
 /*
  * The doorbell rang: collect what the zone holds for this worker, then
  * hand each event in publish order to the streams of its channel, then
@@ -654,7 +633,8 @@ ngx_http_webhook_sse_fanout_deliver(void *data)
             }
 
         } else {
-            lc = ngx_http_webhook_sse_fanout_channel(worker, ev->channel);
+            lc = ngx_http_webhook_sse_channels_find(&worker->channels,
+                                                    ev->channel);
 
             if (lc) {
                 streams = &lc->streams;
@@ -881,7 +861,7 @@ ngx_http_webhook_sse_fanout_release(ngx_http_webhook_sse_stream_t *stream)
     ngx_http_webhook_sse_presence_changed(worker, NULL, session, &change);
 
     if (last_of_channel) {
-        ngx_rbtree_delete(&worker->channels, &lc->node);
+        ngx_http_webhook_sse_channels_delete(&worker->channels, lc);
         ngx_free(lc);
     }
 

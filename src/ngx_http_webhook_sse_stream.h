@@ -74,11 +74,26 @@ struct ngx_http_webhook_sse_out_s {
 
 /* a zone channel this worker has streams on */
 typedef struct {
-    ngx_rbtree_node_t                  node;
+    uint64_t                           id;
     ngx_queue_t                        streams;
     ngx_uint_t                         nstreams;
     ngx_str_t                          session;
 } ngx_http_webhook_sse_lchannel_t;
+
+
+typedef struct {
+    uint64_t                           id;
+    /* NULL: an empty slot */
+    ngx_http_webhook_sse_lchannel_t   *channel;
+} ngx_http_webhook_sse_channel_slot_t;
+
+
+/* a worker's channels by id (channels.c); slots NULL: none yet */
+typedef struct {
+    ngx_http_webhook_sse_channel_slot_t  *slots;
+    ngx_uint_t                           mask;
+    ngx_uint_t                           n;
+} ngx_http_webhook_sse_channels_t;
 
 
 #define NGX_HTTP_WEBHOOK_SSE_LANES  4
@@ -101,8 +116,7 @@ typedef struct {
     ngx_http_webhook_sse_zone_t       *zone;
 
     /* channels by the zone channel's id */
-    ngx_rbtree_t                       channels;
-    ngx_rbtree_node_t                  channels_sentinel;
+    ngx_http_webhook_sse_channels_t    channels;
 
     /* every stream: all of them get the broadcasts */
     ngx_queue_t                        streams;
@@ -231,6 +245,16 @@ void ngx_http_webhook_sse_detached_close(
     ngx_http_webhook_sse_stream_t *stream);
 
 /* ngx_http_webhook_sse_fanout.c */
+ngx_http_webhook_sse_lchannel_t *ngx_http_webhook_sse_channels_find(
+    ngx_http_webhook_sse_channels_t *table, uint64_t id);
+ngx_int_t ngx_http_webhook_sse_channels_reserve(
+    ngx_http_webhook_sse_channels_t *table, ngx_log_t *log);
+void ngx_http_webhook_sse_channels_add(ngx_http_webhook_sse_channels_t *table,
+    ngx_http_webhook_sse_lchannel_t *lc);
+void ngx_http_webhook_sse_channels_delete(
+    ngx_http_webhook_sse_channels_t *table,
+    ngx_http_webhook_sse_lchannel_t *lc);
+
 ngx_http_webhook_sse_worker_t *ngx_http_webhook_sse_fanout_init(
     ngx_cycle_t *cycle, ngx_http_webhook_sse_zone_t *zone,
     ngx_http_webhook_sse_close_pt close_handler);
