@@ -246,8 +246,14 @@ ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
         return;
     }
 
-    while (recv(c->fd, buf, sizeof(buf), 0) > 0) {
-        /* void */
+    /* not ready: posted by this worker's own publish, nothing to read */
+
+    if (rev->ready) {
+        while (recv(c->fd, buf, sizeof(buf), 0) > 0) {
+            /* void */
+        }
+
+        rev->ready = 0;
     }
 
     bell->ring(bell->data);
