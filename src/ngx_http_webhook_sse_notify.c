@@ -23,6 +23,9 @@
 typedef struct {
     ngx_http_webhook_sse_zone_t     *zone;
     ngx_connection_t                *connection;
+    /* the address of a doorbell of the zone, up to the pid (pid_at) */
+    struct sockaddr_un               peer;
+    u_char                          *pid_at;
     ngx_http_webhook_sse_notify_pt   ring;
     ngx_http_webhook_sse_notify_pt   close;
     void                            *data;
@@ -31,8 +34,8 @@ typedef struct {
 
 static ngx_http_webhook_sse_doorbell_t *ngx_http_webhook_sse_notify_doorbell(
     ngx_http_webhook_sse_zone_t *zone);
-static socklen_t ngx_http_webhook_sse_notify_address(
-    ngx_http_webhook_sse_zone_t *zone, ngx_pid_t pid, struct sockaddr_un *sa);
+static u_char *ngx_http_webhook_sse_notify_prefix(
+    ngx_http_webhook_sse_zone_t *zone, struct sockaddr_un *sa);
 static void ngx_http_webhook_sse_notify_handler(ngx_event_t *rev);
 
 
@@ -82,7 +85,9 @@ ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    len = ngx_http_webhook_sse_notify_address(zone, ngx_pid, &sa);
+    len = ngx_http_webhook_sse_format_uint(
+              ngx_http_webhook_sse_notify_prefix(zone, &sa), ngx_pid)
+          - (u_char *) &sa;
 
     if (bind(fd, (struct sockaddr *) &sa, len) == -1) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
@@ -101,6 +106,8 @@ ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
     }
 
     *slot = bell;
+
+    bell->pid_at = ngx_http_webhook_sse_notify_prefix(zone, &bell->peer);
 
     c = ngx_get_connection(fd, cycle->log);
     if (c == NULL) {
@@ -160,22 +167,23 @@ ngx_http_webhook_sse_notify_doorbell(ngx_http_webhook_sse_zone_t *zone)
 }
 
 
-static socklen_t
-ngx_http_webhook_sse_notify_address(ngx_http_webhook_sse_zone_t *zone,
-    ngx_pid_t pid, struct sockaddr_un *sa)
-{
-    u_char  *p;
+/*
+ * "nginx-webhook-sse/<nonce>/", the name of every doorbell of the zone
+ * but for the pid that ends it; returns where the pid goes.
+ */
 
+static u_char *
+ngx_http_webhook_sse_notify_prefix(ngx_http_webhook_sse_zone_t *zone,
+    struct sockaddr_un *sa)
+{
     ngx_memzero(sa, sizeof(struct sockaddr_un));
 
     sa->sun_family = AF_UNIX;
 
     /* sun_path[0] == '\0': the abstract namespace, nothing on disk */
-    p = ngx_snprintf((u_char *) sa->sun_path + 1, sizeof(sa->sun_path) - 1,
-                     "nginx-webhook-sse/%016uxL/%P", zone->sh->nonce, pid);
-
-    return offsetof(struct sockaddr_un, sun_path)
-           + (p - (u_char *) sa->sun_path);
+    return ngx_snprintf((u_char *) sa->sun_path + 1,
+                        sizeof(sa->sun_path) - 1 - NGX_INT64_LEN,
+                        "nginx-webhook-sse/%016uxL/", zone->sh->nonce);
 }
 
 
@@ -183,14 +191,14 @@ void
 ngx_http_webhook_sse_notify_wake(ngx_http_webhook_sse_zone_t *zone,
     ngx_pid_t pid)
 {
-    socklen_t                         len;
+    u_char                           *p;
     ngx_err_t                         err;
-    struct sockaddr_un                sa;
+    struct sockaddr_un                sa, *to;
     ngx_http_webhook_sse_doorbell_t  *bell;
 
-    if (pid == ngx_pid) {
-        bell = ngx_http_webhook_sse_notify_doorbell(zone);
+    bell = ngx_http_webhook_sse_notify_doorbell(zone);
 
+    if (pid == ngx_pid) {
         if (bell) {
             ngx_post_event(bell->connection->read, &ngx_posted_events);
         }
@@ -198,10 +206,21 @@ ngx_http_webhook_sse_notify_wake(ngx_http_webhook_sse_zone_t *zone,
         return;
     }
 
-    len = ngx_http_webhook_sse_notify_address(zone, pid, &sa);
+    /* the other workers' names: this worker's own with their pid */
+
+    if (bell) {
+        to = &bell->peer;
+        p = bell->pid_at;
+
+    } else {
+        to = &sa;
+        p = ngx_http_webhook_sse_notify_prefix(zone, &sa);
+    }
+
+    p = ngx_http_webhook_sse_format_uint(p, (uint64_t) pid);
 
     if (sendto(ngx_http_webhook_sse_sender, "", 1, 0,
-               (struct sockaddr *) &sa, len)
+               (struct sockaddr *) to, p - (u_char *) to)
         != -1)
     {
         return;
