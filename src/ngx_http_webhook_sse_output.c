@@ -36,8 +36,8 @@ ngx_http_webhook_sse_event_t *
 ngx_http_webhook_sse_event_get(ngx_http_webhook_sse_worker_t *worker,
     ngx_http_webhook_sse_record_t *rec)
 {
-    u_char                         tmp[NGX_OFF_T_LEN + 2];
-    size_t                         size_line;
+    u_char                        *p;
+    size_t                         n;
     ngx_rbtree_node_t             *node, *sentinel;
     ngx_http_webhook_sse_event_t  *ev;
 
@@ -71,12 +71,21 @@ ngx_http_webhook_sse_event_get(ngx_http_webhook_sse_worker_t *worker,
 
     /* the chunk: size line right-aligned before the data, CRLF after */
 
-    size_line = ngx_sprintf(tmp, "%xz" CRLF, rec->len) - tmp;
-    ev->chunk = ngx_cpymem(ev->data - size_line, tmp, size_line)
-                - size_line;
+    p = ev->data;
+    *--p = LF;
+    *--p = CR;
+
+    n = rec->len;
+
+    do {
+        *--p = "0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    } while (n);
+
+    ev->chunk = p;
     ev->data[rec->len] = CR;
     ev->data[rec->len + 1] = LF;
-    ev->chunk_len = size_line + rec->len + sizeof(CRLF) - 1;
+    ev->chunk_len = (ev->data - p) + rec->len + sizeof(CRLF) - 1;
 
     ngx_rbtree_insert(&worker->events, &ev->node);
 
