@@ -136,6 +136,15 @@ ngx_http_webhook_sse_is_json(ngx_http_request_t *r)
     p = r->headers_in.content_type->value.data;
     last = p + r->headers_in.content_type->value.len;
 
+    /* the usual spelling, compared at once */
+
+    if (last - p >= 16
+        && ngx_strncmp(p, "application/json", 16) == 0
+        && (last - p == 16 || p[16] == ';' || p[16] == ' '))
+    {
+        return 1;
+    }
+
     for (end = p; end < last && *end != ';' && *end != ' '; end++) {
         /* void */
     }

@@ -344,7 +344,7 @@ ngx_http_webhook_sse_publish_answer(ngx_http_request_t *r,
                    sizeof("{\"success\":true,\"messageId\":\"") - 1);
     p = ngx_cpymem(p, ctx->message_id, ctx->message_id_len);
     p = ngx_cpymem(p, "\",\"timestamp\":", sizeof("\",\"timestamp\":") - 1);
-    p = ngx_http_webhook_sse_format_uint(p, (uint64_t) ctx->message_time);
+    p = ngx_http_webhook_sse_format_time(p, ctx->message_time);
     *p++ = '}';
     *p++ = '\n';
 

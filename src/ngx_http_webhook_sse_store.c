@@ -481,7 +481,7 @@ ngx_http_webhook_sse_store_add(ngx_http_webhook_sse_zone_t *zone,
                    sizeof(ngx_http_webhook_sse_event_head) - 1);
     p = ngx_cpymem(p, id, id_len);
     p = ngx_cpymem(p, "\",\"timestamp\":", sizeof("\",\"timestamp\":") - 1);
-    p = ngx_http_webhook_sse_format_uint(p, (uint64_t) time);
+    p = ngx_http_webhook_sse_format_time(p, time);
 
     if (extra->len) {
         *p++ = ',';
@@ -1830,6 +1830,29 @@ ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch, uint64_t seq)
     last = ngx_http_webhook_sse_format_uint(last, seq);
 
     return last - p;
+}
+
+
+/*
+ * A message's time in milliseconds: the event text and the publish's
+ * answer write the same one, and busy publishers share a millisecond.
+ */
+
+u_char *
+ngx_http_webhook_sse_format_time(u_char *p, int64_t time)
+{
+    static int64_t  last_time = -1;
+    static size_t   last_time_len;
+    static u_char   last_time_text[NGX_INT64_LEN];
+
+    if (time != last_time) {
+        last_time_len = ngx_http_webhook_sse_format_uint(last_time_text,
+                                                         (uint64_t) time)
+                        - last_time_text;
+        last_time = time;
+    }
+
+    return ngx_cpymem(p, last_time_text, last_time_len);
 }
 
 

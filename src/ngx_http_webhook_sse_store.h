@@ -346,6 +346,7 @@ ngx_int_t ngx_http_webhook_sse_keys_evict(ngx_http_webhook_sse_zone_t *zone,
 size_t ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch,
     uint64_t seq);
 u_char *ngx_http_webhook_sse_format_uint(u_char *p, uint64_t n);
+u_char *ngx_http_webhook_sse_format_time(u_char *p, int64_t time);
 uint64_t ngx_http_webhook_sse_parse_id(ngx_http_webhook_sse_zone_t *zone,
     u_char *p, size_t len);
 int64_t ngx_http_webhook_sse_now(void);

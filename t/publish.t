@@ -252,6 +252,12 @@ bad('Content-Type form', 415, { message => 'hi', sessionId => 'good' },
 bad('Content-Type application/jsonx', 415,
     { message => 'hi', sessionId => 'good' },
     content_type => 'application/jsonx');
+bad('Content-Type application/json-seq', 415,
+    { message => 'hi', sessionId => 'good' },
+    content_type => 'application/json-seq');
+bad('Content-Type application/json, a letter short', 415,
+    { message => 'hi', sessionId => 'good' },
+    content_type => 'application/jso');
 bad('secret missing', 401, { message => 'hi', sessionId => 'good' },
     path => '/secure');
 bad('secret wrong', 401, { message => 'hi', sessionId => 'good' },
@@ -276,6 +282,17 @@ bad('secret longer than the right one', 401,
                                      sessionId => 'good' },
                         secret => 's3cret');
     is($r->{status}, 200, 'right secret: 200');
+    push @good, $r->{json}{messageId} if $r->{status} == 200;
+    push @all, $r->{json}{messageId} if $r->{status} == 200;
+}
+
+# other spellings of JSON than the usual one
+for my $ct ('Application/JSON', 'application/json;charset=utf-8',
+            'application/json ; charset=utf-8', 'application/cloudevents+json')
+{
+    my $r = $t->publish($PUB, { message => "as $ct", sessionId => 'good' },
+                        content_type => $ct);
+    is($r->{status}, 200, "Content-Type $ct accepted");
     push @good, $r->{json}{messageId} if $r->{status} == 200;
     push @all, $r->{json}{messageId} if $r->{status} == 200;
 }
