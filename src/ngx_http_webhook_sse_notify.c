@@ -17,6 +17,10 @@
 
 #include <sys/un.h>
 
+
+/* doorbells read in one call: fewer came, none is left to read */
+#define NGX_HTTP_WEBHOOK_SSE_RINGS  16
+
 #include "ngx_http_webhook_sse_module.h"
 
 
@@ -250,8 +254,12 @@ ngx_http_webhook_sse_notify_wake(ngx_http_webhook_sse_zone_t *zone,
 static void
 ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
 {
-    u_char                            buf[64];
+    int                               n;
+    u_char                            buf[NGX_HTTP_WEBHOOK_SSE_RINGS];
+    ngx_uint_t                        i;
     ngx_connection_t                 *c;
+    struct iovec                      iov[NGX_HTTP_WEBHOOK_SSE_RINGS];
+    struct mmsghdr                    msgs[NGX_HTTP_WEBHOOK_SSE_RINGS];
     ngx_http_webhook_sse_doorbell_t  *bell;
 
     c = rev->data;
@@ -268,9 +276,18 @@ ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
     /* not ready: posted by this worker's own publish, nothing to read */
 
     if (rev->ready) {
-        while (recv(c->fd, buf, sizeof(buf), 0) > 0) {
-            /* void */
+        ngx_memzero(msgs, sizeof(msgs));
+
+        for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_RINGS; i++) {
+            iov[i].iov_base = &buf[i];
+            iov[i].iov_len = 1;
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
         }
+
+        do {
+            n = recvmmsg(c->fd, msgs, NGX_HTTP_WEBHOOK_SSE_RINGS, 0, NULL);
+        } while (n == NGX_HTTP_WEBHOOK_SSE_RINGS);
 
         rev->ready = 0;
     }
