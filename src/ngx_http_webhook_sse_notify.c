@@ -17,11 +17,11 @@
 
 #include <sys/un.h>
 
+#include "ngx_http_webhook_sse_module.h"
+
 
 /* doorbells read in one call: fewer came, none is left to read */
 #define NGX_HTTP_WEBHOOK_SSE_RINGS  16
-
-#include "ngx_http_webhook_sse_module.h"
 
 
 typedef struct {
