@@ -73,7 +73,7 @@ ngx_int_t
 ngx_http_webhook_sse_channels_reserve(ngx_http_webhook_sse_channels_t *table,
     ngx_log_t *log)
 {
-    ngx_uint_t                            i, j, size;
+    ngx_uint_t                            i, size;
     ngx_http_webhook_sse_channel_slot_t  *slots, *old;
 
     if (table->slots && (table->n + 1) * 2 <= table->mask + 1) {
@@ -93,23 +93,18 @@ ngx_http_webhook_sse_channels_reserve(ngx_http_webhook_sse_channels_t *table,
 
     table->slots = slots;
     table->mask = size - 1;
+    table->n = 0;
 
     if (old == NULL) {
         return NGX_OK;
     }
 
+    /* into the new slots, each counted again */
+
     for (i = 0; i < size / 2; i++) {
-        if (old[i].channel == NULL) {
-            continue;
+        if (old[i].channel) {
+            ngx_http_webhook_sse_channels_add(table, old[i].channel);
         }
-
-        j = ngx_http_webhook_sse_channels_slot(table, old[i].id);
-
-        while (slots[j].channel) {
-            j = (j + 1) & table->mask;
-        }
-
-        slots[j] = old[i];
     }
 
     ngx_free(old);
