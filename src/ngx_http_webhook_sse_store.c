@@ -21,6 +21,14 @@
 #define NGX_HTTP_WEBHOOK_SSE_LAG_MAX   4096
 
 
+/* the digits of a number written again and again */
+typedef struct {
+    uint64_t  n;
+    size_t    len;
+    u_char    text[NGX_INT64_LEN];
+} ngx_http_webhook_sse_digits_t;
+
+
 static u_char  ngx_http_webhook_sse_event_head[] =
     "\ndata: {\"type\":\"webhook_message\",\"messageId\":\"";
 
@@ -67,6 +75,8 @@ static ngx_uint_t ngx_http_webhook_sse_store_unfetched(
     ngx_http_webhook_sse_msg_t *msg);
 static void ngx_http_webhook_sse_store_clear_slot(
     ngx_http_webhook_sse_zone_t *zone, ngx_uint_t s);
+static u_char *ngx_http_webhook_sse_format_kept(u_char *p, uint64_t n,
+    ngx_http_webhook_sse_digits_t *kept);
 static ngx_http_webhook_sse_presence_t *ngx_http_webhook_sse_store_presence_of(
     ngx_http_webhook_sse_channel_t *channel, ngx_uint_t s);
 static void ngx_http_webhook_sse_store_presence_forget(
@@ -1807,25 +1817,34 @@ ngx_http_webhook_sse_store_streams(ngx_http_webhook_sse_zone_t *zone)
 }
 
 
+/*
+ * A number written again and again (a zone's epoch, a message's time in
+ * milliseconds: the event and the publish's answer, busy publishers in
+ * one millisecond) keeps its digits.
+ */
+
+static u_char *
+ngx_http_webhook_sse_format_kept(u_char *p, uint64_t n,
+    ngx_http_webhook_sse_digits_t *kept)
+{
+    if (n != kept->n || kept->len == 0) {
+        kept->len = ngx_http_webhook_sse_format_uint(kept->text, n)
+                    - kept->text;
+        kept->n = n;
+    }
+
+    return ngx_cpymem(p, kept->text, kept->len);
+}
+
+
 size_t
 ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch, uint64_t seq)
 {
     u_char  *last;
 
-    /* the epoch's digits, kept: one zone's epoch is written again and again */
+    static ngx_http_webhook_sse_digits_t  epoch_digits;
 
-    static uint64_t  last_epoch;
-    static size_t    last_epoch_len;
-    static u_char    last_epoch_text[NGX_INT64_LEN];
-
-    if (epoch != last_epoch || last_epoch_len == 0) {
-        last_epoch_len = ngx_http_webhook_sse_format_uint(last_epoch_text,
-                                                          epoch)
-                         - last_epoch_text;
-        last_epoch = epoch;
-    }
-
-    last = ngx_cpymem(p, last_epoch_text, last_epoch_len);
+    last = ngx_http_webhook_sse_format_kept(p, epoch, &epoch_digits);
     *last++ = '-';
     last = ngx_http_webhook_sse_format_uint(last, seq);
 
@@ -1833,26 +1852,12 @@ ngx_http_webhook_sse_format_id(u_char *p, uint64_t epoch, uint64_t seq)
 }
 
 
-/*
- * A message's time in milliseconds: the event text and the publish's
- * answer write the same one, and busy publishers share a millisecond.
- */
-
 u_char *
 ngx_http_webhook_sse_format_time(u_char *p, int64_t time)
 {
-    static int64_t  last_time = -1;
-    static size_t   last_time_len;
-    static u_char   last_time_text[NGX_INT64_LEN];
+    static ngx_http_webhook_sse_digits_t  time_digits;
 
-    if (time != last_time) {
-        last_time_len = ngx_http_webhook_sse_format_uint(last_time_text,
-                                                         (uint64_t) time)
-                        - last_time_text;
-        last_time = time;
-    }
-
-    return ngx_cpymem(p, last_time_text, last_time_len);
+    return ngx_http_webhook_sse_format_kept(p, (uint64_t) time, &time_digits);
 }
 
 
