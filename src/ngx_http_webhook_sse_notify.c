@@ -36,6 +36,14 @@ typedef struct {
 } ngx_http_webhook_sse_doorbell_t;
 
 
+/* the doorbells one recvmmsg() reads */
+typedef struct {
+    u_char                           byte[NGX_HTTP_WEBHOOK_SSE_RINGS];
+    struct iovec                     iov[NGX_HTTP_WEBHOOK_SSE_RINGS];
+    struct mmsghdr                   msg[NGX_HTTP_WEBHOOK_SSE_RINGS];
+} ngx_http_webhook_sse_rings_t;
+
+
 static ngx_http_webhook_sse_doorbell_t *ngx_http_webhook_sse_notify_doorbell(
     ngx_http_webhook_sse_zone_t *zone);
 static u_char *ngx_http_webhook_sse_notify_prefix(
@@ -48,6 +56,9 @@ static ngx_socket_t  ngx_http_webhook_sse_sender = (ngx_socket_t) -1;
 /* this worker's doorbells, one per zone */
 static ngx_array_t  *ngx_http_webhook_sse_doorbells;
 
+/* where any doorbell is read to: a byte each, set up once */
+static ngx_http_webhook_sse_rings_t  ngx_http_webhook_sse_rings;
+
 
 ngx_int_t
 ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
@@ -55,10 +66,12 @@ ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
     ngx_http_webhook_sse_notify_pt close_handler, void *data)
 {
     socklen_t                         len;
+    ngx_uint_t                        i;
     ngx_event_t                      *rev;
     ngx_socket_t                      fd;
     ngx_connection_t                 *c;
     struct sockaddr_un                sa;
+    ngx_http_webhook_sse_rings_t     *rings;
     ngx_http_webhook_sse_doorbell_t  *bell, **slot;
 
     if (ngx_http_webhook_sse_doorbells == NULL) {
@@ -78,6 +91,15 @@ ngx_http_webhook_sse_notify_init(ngx_cycle_t *cycle,
             ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
                           "webhook: socket() for doorbells failed");
             return NGX_ERROR;
+        }
+
+        rings = &ngx_http_webhook_sse_rings;
+
+        for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_RINGS; i++) {
+            rings->iov[i].iov_base = &rings->byte[i];
+            rings->iov[i].iov_len = 1;
+            rings->msg[i].msg_hdr.msg_iov = &rings->iov[i];
+            rings->msg[i].msg_hdr.msg_iovlen = 1;
         }
     }
 
@@ -255,11 +277,7 @@ static void
 ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
 {
     int                               n;
-    u_char                            buf[NGX_HTTP_WEBHOOK_SSE_RINGS];
-    ngx_uint_t                        i;
     ngx_connection_t                 *c;
-    struct iovec                      iov[NGX_HTTP_WEBHOOK_SSE_RINGS];
-    struct mmsghdr                    msgs[NGX_HTTP_WEBHOOK_SSE_RINGS];
     ngx_http_webhook_sse_doorbell_t  *bell;
 
     c = rev->data;
@@ -276,17 +294,9 @@ ngx_http_webhook_sse_notify_handler(ngx_event_t *rev)
     /* not ready: posted by this worker's own publish, nothing to read */
 
     if (rev->ready) {
-        ngx_memzero(msgs, sizeof(msgs));
-
-        for (i = 0; i < NGX_HTTP_WEBHOOK_SSE_RINGS; i++) {
-            iov[i].iov_base = &buf[i];
-            iov[i].iov_len = 1;
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-
         do {
-            n = recvmmsg(c->fd, msgs, NGX_HTTP_WEBHOOK_SSE_RINGS, 0, NULL);
+            n = recvmmsg(c->fd, ngx_http_webhook_sse_rings.msg,
+                         NGX_HTTP_WEBHOOK_SSE_RINGS, 0, NULL);
         } while (n == NGX_HTTP_WEBHOOK_SSE_RINGS);
 
         rev->ready = 0;
