@@ -254,6 +254,9 @@ static void ngx_http_webhook_sse_redis_finish(
     ngx_http_webhook_sse_redis_pub_t *pub, ngx_int_t rc);
 static void ngx_http_webhook_sse_redis_reload(
     ngx_http_webhook_sse_redis_conn_t *conn);
+static void ngx_http_webhook_sse_redis_evalsha(
+    ngx_http_webhook_sse_redis_t *link, ngx_uint_t script, const char *nkeys,
+    const char **argv, size_t *argvlen);
 static void ngx_http_webhook_sse_redis_count_send(
     ngx_http_webhook_sse_redis_t *link, ngx_str_t *session,
     ngx_http_webhook_sse_redis_count_t *count);
@@ -1332,6 +1335,24 @@ ngx_http_webhook_sse_redis_message(redisAsyncContext *ac, void *r,
 
 
 /*
+ * The head of every script's command: EVALSHA, the script's sha and the
+ * number of keys (one digit) that follow.
+ */
+
+static void
+ngx_http_webhook_sse_redis_evalsha(ngx_http_webhook_sse_redis_t *link,
+    ngx_uint_t script, const char *nkeys, const char **argv, size_t *argvlen)
+{
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = link->sha[script];
+    argvlen[1] = 40;
+    argv[2] = nkeys;
+    argvlen[2] = 1;
+}
+
+
+/*
  * Catching up, once the subscription and the command connection are both
  * there: the cluster's epoch (the zone takes it if it has another), then
  * the log from the zone's last sequence number on.
@@ -1360,12 +1381,8 @@ ngx_http_webhook_sse_redis_sync(ngx_http_webhook_sse_redis_t *link)
 
     ngx_http_webhook_sse_store_unlock(link->zone);
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_SYNC];
-    argvlen[1] = 40;
-    argv[2] = "3";
-    argvlen[2] = 1;
+    ngx_http_webhook_sse_redis_evalsha(link, NGX_HTTP_WEBHOOK_SSE_REDIS_SYNC,
+                                       "3", argv, argvlen);
     argv[3] = (char *) link->key_seq.data;
     argvlen[3] = link->key_seq.len;
     argv[4] = (char *) link->key_epoch.data;
@@ -1731,12 +1748,8 @@ ngx_http_webhook_sse_redis_report_handler(ngx_event_t *ev)
         return;
     }
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_HOSTS];
-    argvlen[1] = 40;
-    argv[2] = "2";
-    argvlen[2] = 1;
+    ngx_http_webhook_sse_redis_evalsha(link, NGX_HTTP_WEBHOOK_SSE_REDIS_HOSTS,
+                                       "2", argv, argvlen);
     argv[3] = (char *) link->key_hosts.data;
     argvlen[3] = link->key_hosts.len;
     argv[4] = (char *) link->key_streams.data;
@@ -1892,11 +1905,9 @@ ngx_http_webhook_sse_redis_publish(ngx_http_request_t *r,
 #define ngx_http_webhook_sse_redis_arg(n, s, l)                              \
     pub->argv[n] = (const char *) (s); pub->argvlen[n] = (l)
 
-    ngx_http_webhook_sse_redis_arg(0, "EVALSHA", 7);
-    ngx_http_webhook_sse_redis_arg(1,
-                               link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_PUBLISH],
-                               40);
-    ngx_http_webhook_sse_redis_arg(2, "4", 1);
+    ngx_http_webhook_sse_redis_evalsha(link,
+                                       NGX_HTTP_WEBHOOK_SSE_REDIS_PUBLISH,
+                                       "4", pub->argv, pub->argvlen);
     ngx_http_webhook_sse_redis_arg(3, link->key_seq.data, link->key_seq.len);
     ngx_http_webhook_sse_redis_arg(4, link->key_epoch.data,
                                    link->key_epoch.len);
@@ -2453,12 +2464,8 @@ ngx_http_webhook_sse_redis_count_send(ngx_http_webhook_sse_redis_t *link,
         return;
     }
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_COUNT];
-    argvlen[1] = 40;
-    argv[2] = "1";
-    argvlen[2] = 1;
+    ngx_http_webhook_sse_redis_evalsha(link, NGX_HTTP_WEBHOOK_SSE_REDIS_COUNT,
+                                       "1", argv, argvlen);
     argv[3] = (char *) link->worker_key.data;
     argvlen[3] = link->worker_key.len;
     argv[4] = (char *) session->data;
@@ -2598,12 +2605,8 @@ ngx_http_webhook_sse_redis_alive_send(ngx_http_webhook_sse_redis_t *link)
         return;
     }
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_ALIVE];
-    argvlen[1] = 40;
-    argv[2] = "2";
-    argvlen[2] = 1;
+    ngx_http_webhook_sse_redis_evalsha(link, NGX_HTTP_WEBHOOK_SSE_REDIS_ALIVE,
+                                       "2", argv, argvlen);
     argv[3] = (char *) link->key_workers.data;
     argvlen[3] = link->key_workers.len;
     argv[4] = (char *) link->worker_key.data;
@@ -2715,12 +2718,9 @@ ngx_http_webhook_sse_redis_presence(ngx_http_request_t *r,
     q->argv = (const char **) &q[1];
     q->argvlen = (size_t *) (q->argv + argc);
 
-    q->argv[0] = "EVALSHA";
-    q->argvlen[0] = 7;
-    q->argv[1] = link->sha[NGX_HTTP_WEBHOOK_SSE_REDIS_PRESENCE];
-    q->argvlen[1] = 40;
-    q->argv[2] = "1";
-    q->argvlen[2] = 1;
+    ngx_http_webhook_sse_redis_evalsha(link,
+                                       NGX_HTTP_WEBHOOK_SSE_REDIS_PRESENCE,
+                                       "1", q->argv, q->argvlen);
     q->argv[3] = (char *) link->key_workers.data;
     q->argvlen[3] = link->key_workers.len;
     /* "<host>/" */
