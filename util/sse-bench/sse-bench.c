@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -2080,12 +2081,94 @@ publisher(int out)
 
 /* server process figures from /proc */
 
+/* server processes whose CPU is also told one by one */
+#define MAX_SERVER_PROCS  8
+
 typedef struct {
     int64_t  rss_kb;
     int64_t  anon_kb;
     int64_t  shmem_kb;
     int64_t  cpu_ticks;
+    /* the scheduler's runtime of every thread, ns (not tick sampled) */
+    int64_t  cpu_ns;
+    /* the same by process, in the order of --server-pids */
+    int64_t  proc_ns[MAX_SERVER_PROCS];
+    int      nprocs;
 } proc_sample_t;
+
+
+/*
+ * The server's CPU seconds from one sample to another, of every process
+ * (i < 0) or of the i-th: the scheduler's runtime where the kernel keeps
+ * it, else utime + stime.
+ */
+
+static double
+cpu_seconds(proc_sample_t *a, proc_sample_t *b, int i)
+{
+    if (i >= 0) {
+        return (double) (b->proc_ns[i] - a->proc_ns[i]) / 1e9;
+    }
+
+    if (b->cpu_ns > a->cpu_ns) {
+        return (double) (b->cpu_ns - a->cpu_ns) / 1e9;
+    }
+
+    return (double) (b->cpu_ticks - a->cpu_ticks)
+           / (double) sysconf(_SC_CLK_TCK);
+}
+
+
+/*
+ * /proc/PID/task/TID/schedstat: the first figure is the time the thread
+ * ran, counted by the scheduler in nanoseconds; utime and stime are
+ * charged a whole tick to whoever runs when the tick comes, which for
+ * short wakeups at a few hundred a second is a sample, not a measure.
+ */
+
+static int64_t
+sample_runtime(int pid)
+{
+    long long       ns;
+    int64_t         sum;
+    char            path[300];
+    FILE           *f;
+    DIR            *dir;
+    struct dirent  *de;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+
+    dir = opendir(path);
+    if (dir == NULL) {
+        return 0;
+    }
+
+    sum = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", pid,
+                 de->d_name);
+
+        f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+
+        if (fscanf(f, "%lld", &ns) == 1) {
+            sum += ns;
+        }
+
+        fclose(f);
+    }
+
+    closedir(dir);
+
+    return sum;
+}
 
 
 static void
@@ -2143,6 +2226,14 @@ sample_server(proc_sample_t *ps)
                 }
             }
             fclose(f);
+        }
+
+        if (ps->nprocs < MAX_SERVER_PROCS) {
+            ps->proc_ns[ps->nprocs] = sample_runtime(pid);
+            ps->cpu_ns += ps->proc_ns[ps->nprocs++];
+
+        } else {
+            ps->cpu_ns += sample_runtime(pid);
         }
 
         while (*s && *s != ',') {
@@ -2303,8 +2394,9 @@ main(int argc, char **argv)
     int              c, i, gen, pipes[MAX_PROCS + 1][2], ok_connect;
     int              ok_drain, nchild, pub_pid;
     long             per, first, cnt = 0;
-    size_t           shm_size;
-    double           tick, secs, pub_secs;
+    size_t           shm_size, n;
+    char             by_process[MAX_SERVER_PROCS * 24 + 1];
+    double           secs, pub_secs;
     pid_t            pids[MAX_PROCS + 1];
     int64_t          lost_tail;
     uint64_t         t_conn0, t_conn1, t_last, t_pub0, t_res0, t_res1;
@@ -2606,8 +2698,6 @@ main(int argc, char **argv)
 
     /* figures */
 
-    tick = (double) sysconf(_SC_CLK_TCK);
-
     kb_per_stream = total.connected > 0
                     ? (double) (s_conn.rss_kb - s_before.rss_kb)
                       / (double) (opt_resume > 0 ? opt_streams
@@ -2628,8 +2718,8 @@ main(int argc, char **argv)
     cpu_us_per_delivery = 0;
 
     if (total.events > 0 && opt_server_pids && t_pub0) {
-        cpu_us_per_delivery = (double) (s_pub1.cpu_ticks - s_pub0.cpu_ticks)
-                              / tick * 1e6 / (double) total.events;
+        cpu_us_per_delivery = cpu_seconds(&s_pub0, &s_pub1, -1) * 1e6
+                              / (double) total.events;
     }
 
     /* with --streams 0: what a publish costs the server on its own */
@@ -2637,11 +2727,25 @@ main(int argc, char **argv)
     cpu_us_per_publish = 0;
 
     if (total.pub_ok > 0 && opt_server_pids && t_pub0) {
-        cpu_us_per_publish = (double) (s_pub1.cpu_ticks - s_pub0.cpu_ticks)
-                             / tick * 1e6 / (double) total.pub_ok;
+        cpu_us_per_publish = cpu_seconds(&s_pub0, &s_pub1, -1) * 1e6
+                             / (double) total.pub_ok;
     }
 
     resume_ms = t_res0 ? (double) (t_res1 - t_res0) / 1e6 : 0;
+
+    /* each server process's CPU per published message (--server-pids order) */
+
+    n = 0;
+    by_process[0] = '\0';
+
+    if (total.pub_ok > 0 && t_pub0 && s_pub1.cpu_ns > s_pub0.cpu_ns) {
+        for (i = 0; i < s_pub1.nprocs; i++) {
+            n += snprintf(by_process + n, sizeof(by_process) - n, "%s%.3f",
+                          i ? "," : "",
+                          cpu_seconds(&s_pub0, &s_pub1, i) * 1e6
+                          / (double) total.pub_ok);
+        }
+    }
 
     printf("sse-bench %s\n", opt_label);
     printf("  streams      %ld on %ld channels, %ld procs, %ld sources\n",
@@ -2694,12 +2798,16 @@ main(int argc, char **argv)
         if (t_pub0) {
             printf("  server CPU   %.2f s during publish+drain, %.2f us per "
                    "delivery, %.2f us per publish\n",
-                   (s_pub1.cpu_ticks - s_pub0.cpu_ticks) / tick,
+                   cpu_seconds(&s_pub0, &s_pub1, -1),
                    cpu_us_per_delivery, cpu_us_per_publish);
+
+            if (by_process[0]) {
+                printf("  by process   %s us per publish\n", by_process);
+            }
 
         } else if (t_res0) {
             printf("  server CPU   %.2f s during the resume\n",
-                   (s_pub1.cpu_ticks - s_pub0.cpu_ticks) / tick);
+                   cpu_seconds(&s_pub0, &s_pub1, -1));
         }
     }
 
@@ -2718,7 +2826,8 @@ main(int argc, char **argv)
            "\"anon_before_kb\":%lld,\"anon_connected_kb\":%lld,"
            "\"shmem_before_kb\":%lld,\"shmem_connected_kb\":%lld,"
            "\"kb_per_stream\":%.3f,\"server_cpu_s\":%.2f,"
-           "\"cpu_us_per_delivery\":%.3f,\"cpu_us_per_publish\":%.3f}\n",
+           "\"cpu_us_per_delivery\":%.3f,\"cpu_us_per_publish\":%.3f,"
+           "\"cpu_us_by_process\":[%s]}\n",
            opt_label, opt_streams, opt_channels,
            (long long) total.connected, connect_all_ms,
            hist_pct(&total.conn, 0.99) / 1e3,
@@ -2740,8 +2849,8 @@ main(int argc, char **argv)
            (long long) s_before.anon_kb, (long long) s_conn.anon_kb,
            (long long) s_before.shmem_kb, (long long) s_conn.shmem_kb,
            kb_per_stream,
-           (s_pub1.cpu_ticks - s_pub0.cpu_ticks) / tick,
-           cpu_us_per_delivery, cpu_us_per_publish);
+           cpu_seconds(&s_pub0, &s_pub1, -1),
+           cpu_us_per_delivery, cpu_us_per_publish, by_process);
 
     return (total.conn_fail || total.http_err || total.proto_err
             || !ok_connect) ? 1 : 0;
