@@ -127,6 +127,10 @@ typedef struct {
     const unsigned char                 *drop_key;
     size_t                               drop_key_len;
 
+    /* the result's strings: the conf's alloc, NULL: malloc() */
+    void                              *(*alloc)(void *data, size_t size);
+    void                                *alloc_data;
+
     ngx_http_webhook_sse_json_path_t     session;
     ngx_http_webhook_sse_json_path_t     message;
 
@@ -146,6 +150,8 @@ static void ngx_http_webhook_sse_json_init(
 static int ngx_http_webhook_sse_json_compact(const unsigned char *body,
     size_t len, const unsigned char **inner, size_t *inner_len);
 static void *ngx_http_webhook_sse_json_mem_alloc(size_t size);
+static unsigned char *ngx_http_webhook_sse_json_result_alloc(
+    ngx_http_webhook_sse_json_ctx_t *ctx, size_t size);
 static void *ngx_http_webhook_sse_json_mem_realloc(void *p, size_t size);
 static void ngx_http_webhook_sse_json_mem_free(void *p);
 static void *ngx_http_webhook_sse_json_yajl_malloc(void *data, size_t size);
@@ -329,6 +335,10 @@ ngx_http_webhook_sse_json_init(ngx_http_webhook_sse_json_ctx_t *ctx,
     ctx->res = res;
     ctx->drop_key = conf->drop_key;
     ctx->drop_key_len = conf->drop_key_len;
+    ctx->alloc = conf->alloc;
+    ctx->alloc_data = conf->alloc_data;
+
+    res->borrowed = (conf->alloc != NULL);
 
     ctx->yajl_funcs.malloc = ngx_http_webhook_sse_json_yajl_malloc;
     ctx->yajl_funcs.realloc = ngx_http_webhook_sse_json_yajl_realloc;
@@ -461,7 +471,7 @@ ngx_http_webhook_sse_json_run(ngx_http_webhook_sse_json_ctx_t *ctx,
         goto done;
     }
 
-    res->members = ngx_http_webhook_sse_json_mem_alloc(out_len + 1);
+    res->members = ngx_http_webhook_sse_json_result_alloc(ctx, out_len + 1);
     if (res->members == NULL) {
         rc = NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM;
         goto done;
@@ -548,8 +558,10 @@ ngx_http_webhook_sse_json_compact(const unsigned char *body, size_t len,
 void
 ngx_http_webhook_sse_json_free(ngx_http_webhook_sse_json_result_t *res)
 {
-    ngx_http_webhook_sse_json_mem_free(res->members);
-    ngx_http_webhook_sse_json_mem_free(res->session);
+    if (!res->borrowed) {
+        ngx_http_webhook_sse_json_mem_free(res->members);
+        ngx_http_webhook_sse_json_mem_free(res->session);
+    }
 
     res->members = NULL;
     res->members_len = 0;
@@ -577,6 +589,20 @@ ngx_http_webhook_sse_json_mem_alloc(size_t size)
     }
 
     return funcs->malloc(funcs->ctx, size);
+}
+
+
+/* a string of the result: where the conf said, else malloc() */
+
+static unsigned char *
+ngx_http_webhook_sse_json_result_alloc(ngx_http_webhook_sse_json_ctx_t *ctx,
+    size_t size)
+{
+    if (ctx->alloc) {
+        return ctx->alloc(ctx->alloc_data, size);
+    }
+
+    return ngx_http_webhook_sse_json_mem_alloc(size);
 }
 
 
@@ -1075,7 +1101,7 @@ ngx_http_webhook_sse_json_session(ngx_http_webhook_sse_json_ctx_t *ctx,
 
     res = ctx->res;
 
-    res->session = ngx_http_webhook_sse_json_mem_alloc(len + 1);
+    res->session = ngx_http_webhook_sse_json_result_alloc(ctx, len + 1);
     if (res->session == NULL) {
         ctx->nomem = 1;
         return 0;

@@ -37,6 +37,14 @@ typedef struct {
     /* one more top-level key to drop, like the reserved ones; NULL: none */
     const unsigned char  *drop_key;
     size_t                drop_key_len;
+
+    /*
+     * Where the result's members and session go: alloc(alloc_data, size),
+     * memory the caller releases itself (a request's pool, say), which
+     * ngx_http_webhook_sse_json_free() leaves alone.  NULL: malloc().
+     */
+    void               *(*alloc)(void *data, size_t size);
+    void                 *alloc_data;
 } ngx_http_webhook_sse_json_conf_t;
 
 
@@ -45,17 +53,22 @@ typedef struct {
      * The members of the posted object, re-serialized as compact JSON
      * without the enclosing braces ("\"a\":1,\"b\":[true]"), minus the
      * reserved top-level keys "type", "messageId" and "timestamp".
-     * malloc()ed; may be empty (members_len == 0).
+     * NUL-terminated, malloc()ed or from the conf's alloc; may be empty
+     * (members_len == 0).
      */
     unsigned char        *members;
     size_t                members_len;
 
-    /* raw (unescaped) session string, malloc()ed; NULL when absent */
+    /* raw (unescaped) session string, NUL-terminated, malloc()ed or from
+     * the conf's alloc; NULL when absent */
     unsigned char        *session;
     size_t                session_len;
 
     /* NUL-terminated reason when rejected, e.g. "invalid JSON" */
     char                  error[NGX_HTTP_WEBHOOK_SSE_JSON_ERROR_LEN];
+
+    /* members and session came from the conf's alloc: not freed here */
+    int                   borrowed;
 } ngx_http_webhook_sse_json_result_t;
 
 

@@ -20,6 +20,7 @@ static ngx_int_t ngx_http_webhook_sse_form_payload(ngx_http_request_t *r,
     ngx_str_t *body);
 static void ngx_http_webhook_sse_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_sse_publish(ngx_http_request_t *r);
+static void *ngx_http_webhook_sse_pool_alloc(void *pool, size_t size);
 static ngx_int_t ngx_http_webhook_sse_idempotency_key(ngx_http_request_t *r,
     ngx_http_webhook_sse_loc_conf_t *wlcf, ngx_str_t *delivery,
     ngx_str_t *header, ngx_str_t *key);
@@ -339,6 +340,10 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
                                                  : NULL;
     jconf.message_path_len = wlcf->message_field.len;
 
+    /* the members and the session live as long as the request */
+    jconf.alloc = ngx_http_webhook_sse_pool_alloc;
+    jconf.alloc_data = r->pool;
+
     rc = ngx_http_webhook_sse_json_parse(&jconf, body.data, body.len, &res);
 
     if (rc == NGX_HTTP_WEBHOOK_SSE_JSON_NOMEM) {
@@ -385,14 +390,7 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
 
     } else if (session.len == 0 && res.session) {
         session.len = res.session_len;
-        session.data = ngx_pnalloc(r->pool, session.len);
-
-        if (session.data == NULL) {
-            ngx_http_webhook_sse_json_free(&res);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memcpy(session.data, res.session, session.len);
+        session.data = res.session;
     }
 
     members.data = res.members;
@@ -424,6 +422,13 @@ ngx_http_webhook_sse_publish(ngx_http_request_t *r)
     ngx_http_webhook_sse_json_free(&res);
 
     return rc;
+}
+
+
+static void *
+ngx_http_webhook_sse_pool_alloc(void *pool, size_t size)
+{
+    return ngx_pnalloc(pool, size);
 }
 
 

@@ -1328,6 +1328,38 @@ oom_check(const char *name, const ngx_http_webhook_sse_json_conf_t *conf,
 }
 
 
+/* the conf's alloc of test_alloc: a bump allocator in a static buffer */
+
+typedef struct {
+    unsigned char  buf[1024];
+    size_t         used;
+    unsigned long  calls;
+    int            fail;
+} bump_t;
+
+static bump_t  bump;
+
+
+static void *
+bump_alloc(void *data, size_t size)
+{
+    void    *p;
+    bump_t  *b;
+
+    b = data;
+    b->calls++;
+
+    if (b->fail || size > sizeof(b->buf) - b->used) {
+        return NULL;
+    }
+
+    p = b->buf + b->used;
+    b->used += size;
+
+    return p;
+}
+
+
 static void
 test_alloc(void)
 {
@@ -1381,6 +1413,47 @@ test_alloc(void)
     ngx_http_webhook_sse_json_set_alloc(NULL);
 
     check(ok, "empty body rejected without allocating");
+
+    /* the result's strings from the conf's alloc, left alone by _free */
+
+    memset(&oom, 0, sizeof(oom_alloc_t));
+    ngx_http_webhook_sse_json_set_alloc(&oom_funcs);
+
+    bump.used = 0;
+    bump.calls = 0;
+    bump.fail = 0;
+    conf.alloc = bump_alloc;
+    conf.alloc_data = &bump;
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *) body,
+                                         sizeof(body) - 1, &res);
+
+    ok = (rc == OK && bump.calls == 2 && oom.live == 0
+          && res.members >= bump.buf && res.members < bump.buf + bump.used
+          && res.session >= bump.buf && res.session < bump.buf + bump.used
+          && res.members[res.members_len] == '\0'
+          && res.session_len == 1 && memcmp(res.session, "s", 2) == 0);
+
+    ngx_http_webhook_sse_json_free(&res);
+
+    check(ok && oom.live == 0 && res.members == NULL,
+          "conf alloc: members and session come from it, NUL-terminated; "
+          "yajl's blocks still from the allocator set, all returned; "
+          "json_free frees nothing of the result");
+
+    /* a conf alloc that fails: out of memory, nothing left behind */
+
+    bump.used = 0;
+    bump.calls = 0;
+    bump.fail = 1;
+
+    rc = ngx_http_webhook_sse_json_parse(&conf, (const unsigned char *) body,
+                                         sizeof(body) - 1, &res);
+    ok = (rc == NOMEM && oom.live == 0);
+    ngx_http_webhook_sse_json_free(&res);
+    ngx_http_webhook_sse_json_set_alloc(NULL);
+
+    check(ok, "conf alloc failing: out of memory, yajl's blocks returned");
 }
 
 
